@@ -1,0 +1,36 @@
+// One file per subcommand. Each registers its CLI11 subcommand and the function that runs it.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <thread>
+
+#include "runtime/sampler.h"
+
+namespace stepq::cli {
+
+void add_run(CLI::App& app);
+void add_chat(CLI::App& app);
+void add_inspect(CLI::App& app);
+void add_dump_tensor(CLI::App& app);
+void add_tokenize(CLI::App& app);
+
+inline int default_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : (int)n;
+}
+
+// Sampling flags shared by run and chat.
+inline void add_sampling_flags(CLI::App* c, SamplerParams& p) {
+  c->add_option("--temp", p.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+  c->add_option("--top-k", p.top_k, "Keep the k most likely tokens; 0 = off")->capture_default_str();
+  c->add_option("--top-p", p.top_p, "Nucleus sampling mass; 1 = off")->capture_default_str();
+  c->add_option("--min-p", p.min_p, "Drop tokens below min-p times the top probability; 0 = off")
+      ->capture_default_str();
+  c->add_option("--repeat-penalty", p.repeat_penalty, "Penalty for recent tokens; 1 = off")->capture_default_str();
+  c->add_option("--repeat-last-n", p.repeat_last_n, "How many recent tokens the penalty looks at")
+      ->capture_default_str();
+  c->add_option("--seed", p.seed, "Random seed (same seed, same output)")->capture_default_str();
+}
+
+}  // namespace stepq::cli

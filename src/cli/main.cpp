@@ -1,0 +1,31 @@
+// stepq: a C++ inference engine for reasoning and Mixture-of-Experts models.
+#include <cstdio>
+
+#include "base/error.h"
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"stepq: fast, small inference for reasoning and MoE models (GGUF)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "stepq 0.1.0");
+  stepq::cli::add_run(app);
+  stepq::cli::add_chat(app);
+  stepq::cli::add_inspect(app);
+  stepq::cli::add_tokenize(app);
+  stepq::cli::add_dump_tensor(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const stepq::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory (try a smaller --ctx or model)\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

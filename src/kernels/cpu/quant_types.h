@@ -1,0 +1,50 @@
+// ggml weight formats: ids as stored in GGUF, block geometry, and the row-level operations
+// every matmul builds on (dequantize, quantize activations, dot products).
+// Layouts and formulas: ../shared/reference/gguf-and-quants.md §1.7, §2, §3.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace stepq {
+
+// Values are ggml_type ids (the uint32 in a GGUF tensor info).
+enum class QType : uint32_t {
+  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+  Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, IQ4_NL = 20, BF16 = 30,
+};
+constexpr uint32_t kQTypeIdLimit = 64;  // ids >= this are never valid
+
+struct QTypeInfo {
+  const char* name;      // "Q4_K"
+  int block_size;        // elements per block
+  int type_size;         // bytes per block
+  bool storage;          // supported as a weight format in a model file
+  QType vec_dot_type;    // activation format llama.cpp pairs with it (F32 for F32)
+};
+
+// nullptr for ids stepq does not know (removed ids, IQ2/IQ3, ...).
+const QTypeInfo* qtype_info(uint32_t id);
+inline const QTypeInfo& qtype_info(QType t) { return *qtype_info((uint32_t)t); }
+const char* qtype_name(uint32_t id);  // "type 17" for unknown ids
+
+// Bytes of a row of n elements; n must be a multiple of the block size.
+inline size_t row_bytes(QType t, int64_t n) {
+  const QTypeInfo& i = qtype_info(t);
+  return (size_t)(n / i.block_size) * (size_t)i.type_size;
+}
+
+// Scalar reference: row of n elements (multiple of the block size) to f32.
+void dequantize_row(QType t, const void* src, float* dst, int64_t n);
+
+// Activation quantizer for vec_dot_type formats (F32 copy, F16, BF16, Q8_0, Q8_1, Q8_K),
+// bit-exact with llama.cpp's x86 path. n is a multiple of the block size.
+void quantize_row(QType vec_dot_type, const float* src, void* dst, int64_t n);
+
+// dot(weight row of type t, activation row already in qtype_info(t).vec_dot_type), n elements.
+// Dispatches to the best SIMD kernel for active_isa().
+float vec_dot(QType t, int64_t n, const void* w, const void* a);
+
+// The scalar reference dot product (what SIMD kernels are tested against).
+float vec_dot_ref(QType t, int64_t n, const void* w, const void* a);
+
+}  // namespace stepq

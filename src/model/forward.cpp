@@ -1,0 +1,278 @@
+#include "model/forward.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#include "base/error.h"
+#include "base/fp16.h"
+#include "kernels/cpu/ops.h"
+#include "model/model.h"
+#include "runtime/kv_cache.h"
+
+namespace stepq {
+
+// The activations of one forward, sized for the largest batch seen so far (grown, never
+// shrunk: no allocation in steady-state decoding).
+struct Forward::Buffers {
+  int cap_tokens = 0, cap_out = 0, cap_ctx = 0;
+  std::vector<int> tok_seq, tok_pos;       // (T): sequence index and position of each token
+  std::vector<float> x;                    // (T, E) residual stream
+  std::vector<float> h;                    // (T, E) normed input of a block / block output
+  std::vector<float> q;                    // (T, nh*hd)
+  std::vector<float> k, v;                 // (T, nkv*hd)
+  std::vector<float> att;                  // (T, nh*hd) attention output, heads concatenated
+  std::vector<float> gate, up;             // (T, F)
+  std::vector<float> rope_cos, rope_sin;   // (T, n_rot/2) at rope_base
+  std::vector<float> rope_cos_swa, rope_sin_swa;  // (T, n_rot/2) at rope_base_swa
+  std::vector<float> scores;               // (threads, ctx) attention weights
+  std::vector<uint16_t> q16;               // (threads, hd) query rounded to f16
+  std::vector<int> out_rows;               // token rows that produce logits
+  std::vector<float> xo;                   // (n_out, E)
+  std::vector<float> logits;               // (n_out, V)
+};
+
+Forward::Forward(const Model& model, int n_threads)
+    : model_(model), pool_(n_threads), buf_(std::make_unique<Buffers>()) {}
+
+Forward::~Forward() = default;
+
+void Forward::reserve(int T, int n_out, int max_ctx) {
+  const ModelConfig& c = model_.config();
+  Buffers& b = *buf_;
+  const size_t E = c.n_embd, qd = (size_t)c.n_head * c.head_dim, kvd = (size_t)c.n_head_kv * c.head_dim;
+  if (T > b.cap_tokens) {
+    b.cap_tokens = T;
+    b.tok_seq.resize(T);
+    b.tok_pos.resize(T);
+    b.x.resize(T * E);
+    b.h.resize(T * E);
+    b.q.resize(T * qd);
+    b.k.resize(T * kvd);
+    b.v.resize(T * kvd);
+    b.att.resize(T * qd);
+    b.gate.resize((size_t)T * c.n_ff);
+    b.up.resize((size_t)T * c.n_ff);
+    b.rope_cos.resize((size_t)T * c.n_rot / 2);
+    b.rope_sin.resize((size_t)T * c.n_rot / 2);
+    b.rope_cos_swa.resize((size_t)T * c.n_rot / 2);
+    b.rope_sin_swa.resize((size_t)T * c.n_rot / 2);
+    b.out_rows.reserve(T);
+  }
+  if (n_out > b.cap_out) {
+    b.cap_out = n_out;
+    b.xo.resize((size_t)n_out * E);
+    b.logits.resize((size_t)n_out * c.n_vocab);
+  }
+  if (max_ctx > b.cap_ctx) {
+    b.cap_ctx = max_ctx;
+    b.scores.resize((size_t)pool_.size() * max_ctx);
+  }
+  if (b.q16.size() < (size_t)pool_.size() * c.head_dim) b.q16.resize((size_t)pool_.size() * c.head_dim);
+}
+
+// Scaled dot-product attention of every new token against its sequence's cache, with
+// llama.cpp's non-flash numerics: q rounded to f16 against the f16 keys, softmax in f32 (sum in
+// double), probabilities rounded to f16 against the f16 values.
+void Forward::attention(int layer, std::span<const SequenceInput> batch, bool swa) {
+  const ModelConfig& c = model_.config();
+  Buffers& b = *buf_;
+  const int T = (int)b.tok_seq.size();
+  const int nh = c.n_head, hd = c.head_dim, group = c.n_head / c.n_head_kv;
+  const int qd = nh * hd, kvd = c.n_head_kv * hd;
+  const float kq_scale = c.arch == Arch::Gemma3 ? 1.0f : c.attn_scale;  // gemma3 scales q instead
+  std::atomic<int64_t> next{0};
+  const int64_t n_tasks = (int64_t)T * nh;
+  auto body = [&](int tid, int) {
+    float* scores = b.scores.data() + (size_t)tid * b.cap_ctx;
+    uint16_t* q16 = b.q16.data() + (size_t)tid * hd;
+    for (;;) {
+      const int64_t task = next.fetch_add(1, std::memory_order_relaxed);
+      if (task >= n_tasks) break;
+      const int t = (int)(task / nh), head = (int)(task % nh), kvh = head / group;
+      const KvCache& kv = *batch[b.tok_seq[t]].kv;
+      const int pos = b.tok_pos[t];
+      const int lo = swa && c.n_swa > 0 ? std::max(0, pos - c.n_swa + 1) : 0;
+      const float* q = b.q.data() + (size_t)t * qd + (size_t)head * hd;
+      for (int d = 0; d < hd; d++) q16[d] = fp32_to_fp16(q[d]);
+      float mx = -INFINITY;
+      for (int j = lo; j <= pos; j++) {
+        const uint16_t* kr = kv.k(layer, j) + (size_t)kvh * hd;
+        float s = 0.0f;
+        for (int d = 0; d < hd; d++) s += f16_lookup(q16[d]) * f16_lookup(kr[d]);
+        s *= kq_scale;
+        scores[j - lo] = s;
+        mx = std::max(mx, s);
+      }
+      double sum = 0.0;
+      for (int j = lo; j <= pos; j++) {
+        const float e = std::exp(scores[j - lo] - mx);
+        scores[j - lo] = e;
+        sum += e;
+      }
+      const float inv = (float)(1.0 / sum);
+      float* out = b.att.data() + (size_t)t * qd + (size_t)head * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int j = lo; j <= pos; j++) {
+        const float p = f16_lookup(fp32_to_fp16(scores[j - lo] * inv));
+        const uint16_t* vr = kv.v(layer, j) + (size_t)kvh * hd;
+        for (int d = 0; d < hd; d++) out[d] += p * f16_lookup(vr[d]);
+      }
+    }
+  };
+  pool_.run(body);
+  (void)kvd;
+}
+
+void Forward::ffn(int layer, int T) {
+  const ModelConfig& c = model_.config();
+  const LayerWeights& L = model_.weights().layers[layer];
+  Buffers& b = *buf_;
+  const int E = c.n_embd, F = c.n_ff;
+  matmul(L.w_gate, b.h.data(), T, E, b.gate.data(), F, pool_, scratch_);
+  matmul(L.w_up, b.h.data(), T, E, b.up.data(), F, pool_, scratch_);
+  pool_.parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      float* g = b.gate.data() + t * F;
+      const float* u = b.up.data() + t * F;
+      if (c.ffn_gelu) geglu(g, u, g, F);
+      else swiglu(g, u, g, F);
+    }
+  });
+  matmul(L.w_down, b.gate.data(), T, F, b.h.data(), E, pool_, scratch_);
+}
+
+std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
+  const ModelConfig& c = model_.config();
+  const Weights& W = model_.weights();
+  Buffers& b = *buf_;
+
+  // Validate the whole batch before touching any cache.
+  int T = 0, n_out = 0, max_ctx = 0;
+  out_count_.assign(batch.size(), 0);
+  out_offset_.assign(batch.size(), 0);
+  for (size_t s = 0; s < batch.size(); s++) {
+    const SequenceInput& in = batch[s];
+    if (!in.kv) fail("forward: sequence {} has no KV cache", s);
+    if (in.tokens.empty()) fail("forward: sequence {} has no new tokens", s);
+    for (size_t o = 0; o < s; o++)
+      if (batch[o].kv == in.kv) fail("forward: sequences {} and {} share one KV cache", o, s);
+    const int end = in.kv->length() + (int)in.tokens.size();
+    if (end > in.kv->capacity())
+      fail("context full: sequence {} would reach {} tokens but its context holds {} (use a larger --ctx)", s,
+           end, in.kv->capacity());
+    for (int32_t tok : in.tokens)
+      if (tok < 0 || tok >= c.n_vocab) fail("forward: token id {} is outside the vocabulary [0, {})", tok, c.n_vocab);
+    out_offset_[s] = n_out;
+    out_count_[s] = in.all_logits ? (int)in.tokens.size() : 1;
+    n_out += out_count_[s];
+    T += (int)in.tokens.size();
+    max_ctx = std::max(max_ctx, end);
+  }
+  if (T == 0) return {};
+  reserve(T, n_out, max_ctx);
+  b.tok_seq.resize(T);
+  b.tok_pos.resize(T);
+  b.out_rows.clear();
+  for (size_t s = 0, t = 0; s < batch.size(); s++) {
+    const SequenceInput& in = batch[s];
+    for (size_t i = 0; i < in.tokens.size(); i++, t++) {
+      b.tok_seq[t] = (int)s;
+      b.tok_pos[t] = in.kv->length() + (int)i;
+      if (in.all_logits || i + 1 == in.tokens.size()) b.out_rows.push_back((int)t);
+    }
+  }
+
+  const int E = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
+  const int qd = nh * hd, kvd = nkv * hd, half = c.n_rot / 2;
+
+  // Embeddings (gemma3 scales them by sqrt(E)).
+  pool_.parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const int seq = b.tok_seq[t];
+      const int32_t tok = batch[seq].tokens[b.tok_pos[t] - batch[seq].kv->length()];
+      float* xt = b.x.data() + t * E;
+      linear_row_f32(W.token_embd, tok, xt);
+      if (c.embed_scale != 1.0f)
+        for (int i = 0; i < E; i++) xt[i] *= c.embed_scale;
+    }
+  });
+  // RoPE angles per token, for both bases (gemma3 sliding-window layers use their own).
+  for (int t = 0; t < T; t++) {
+    rope_angles(b.tok_pos[t], c.rope_base, c.n_rot, &b.rope_cos[(size_t)t * half], &b.rope_sin[(size_t)t * half]);
+    if (c.rope_base_swa != c.rope_base)
+      rope_angles(b.tok_pos[t], c.rope_base_swa, c.n_rot, &b.rope_cos_swa[(size_t)t * half],
+                  &b.rope_sin_swa[(size_t)t * half]);
+  }
+  auto rope = c.rope_type == RopeType::Neox ? rope_neox : rope_norm;
+
+  for (int l = 0; l < c.n_layer; l++) {
+    const LayerWeights& L = W.layers[l];
+    const bool swa = c.layer_is_swa[l];
+    const bool use_swa_base = swa && c.rope_base_swa != c.rope_base;
+    const float* rc = use_swa_base ? b.rope_cos_swa.data() : b.rope_cos.data();
+    const float* rs = use_swa_base ? b.rope_sin_swa.data() : b.rope_sin.data();
+
+    // --- attention block ---
+    for (int t = 0; t < T; t++) rms_norm(&b.x[(size_t)t * E], L.attn_norm, &b.h[(size_t)t * E], E, c.rms_eps);
+    matmul(L.wq, b.h.data(), T, E, b.q.data(), qd, pool_, scratch_);
+    matmul(L.wk, b.h.data(), T, E, b.k.data(), kvd, pool_, scratch_);
+    matmul(L.wv, b.h.data(), T, E, b.v.data(), kvd, pool_, scratch_);
+    for (int t = 0; t < T; t++) {
+      float* q = &b.q[(size_t)t * qd];
+      float* k = &b.k[(size_t)t * kvd];
+      for (int hh = 0; hh < nh; hh++) {
+        if (L.q_norm) rms_norm(q + hh * hd, L.q_norm, q + hh * hd, hd, c.rms_eps);
+        rope(q + hh * hd, rc + (size_t)t * half, rs + (size_t)t * half, c.n_rot);
+        if (c.arch == Arch::Gemma3)
+          for (int d = 0; d < hd; d++) q[hh * hd + d] *= c.attn_scale;
+      }
+      for (int hh = 0; hh < nkv; hh++) {
+        if (L.k_norm) rms_norm(k + hh * hd, L.k_norm, k + hh * hd, hd, c.rms_eps);
+        rope(k + hh * hd, rc + (size_t)t * half, rs + (size_t)t * half, c.n_rot);
+      }
+      KvCache& kv = *batch[b.tok_seq[t]].kv;
+      uint16_t* kc = kv.k(l, b.tok_pos[t]);
+      uint16_t* vc = kv.v(l, b.tok_pos[t]);
+      const float* v = &b.v[(size_t)t * kvd];
+      for (int i = 0; i < kvd; i++) {
+        kc[i] = fp32_to_fp16(k[i]);
+        vc[i] = fp32_to_fp16(v[i]);
+      }
+    }
+    attention(l, batch, swa);
+    matmul(L.wo, b.att.data(), T, qd, b.h.data(), E, pool_, scratch_);
+    for (int t = 0; t < T; t++) {
+      float* ht = &b.h[(size_t)t * E];
+      if (L.post_attn_norm) rms_norm(ht, L.post_attn_norm, ht, E, c.rms_eps);
+      float* xt = &b.x[(size_t)t * E];
+      for (int i = 0; i < E; i++) xt[i] += ht[i];
+    }
+
+    // --- feed-forward block ---
+    for (int t = 0; t < T; t++) rms_norm(&b.x[(size_t)t * E], L.ffn_norm, &b.h[(size_t)t * E], E, c.rms_eps);
+    ffn(l, T);
+    for (int t = 0; t < T; t++) {
+      float* ht = &b.h[(size_t)t * E];
+      if (L.post_ffw_norm) rms_norm(ht, L.post_ffw_norm, ht, E, c.rms_eps);
+      float* xt = &b.x[(size_t)t * E];
+      for (int i = 0; i < E; i++) xt[i] += ht[i];
+    }
+  }
+
+  // Output head, only for the rows asked for.
+  for (size_t i = 0; i < b.out_rows.size(); i++)
+    rms_norm(&b.x[(size_t)b.out_rows[i] * E], W.output_norm, &b.xo[i * E], E, c.rms_eps);
+  matmul(W.output, b.xo.data(), n_out, E, b.logits.data(), c.n_vocab, pool_, scratch_);
+  if (c.final_softcap > 0.0f) {
+    const float cap = c.final_softcap;
+    for (size_t i = 0; i < (size_t)n_out * c.n_vocab; i++) b.logits[i] = cap * std::tanh(b.logits[i] / cap);
+  }
+
+  for (size_t s = 0; s < batch.size(); s++)
+    batch[s].kv->set_length(batch[s].kv->length() + (int)batch[s].tokens.size());
+  return {b.logits.data(), (size_t)n_out * c.n_vocab};
+}
+
+}  // namespace stepq

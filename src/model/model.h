@@ -1,0 +1,60 @@
+// A loaded model: its config, its weights bound in place from the mmapped GGUF, its tokenizer.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+#include "model/config.h"
+
+namespace stepq {
+
+class GgufFile;
+class Tokenizer;
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;      // (E)
+  Linear wq, wk, wv, wo;                 // (E -> nh*hd), (E -> nkv*hd) x2, (nh*hd -> E)
+  const float* q_norm = nullptr;         // (hd) gemma3
+  const float* k_norm = nullptr;         // (hd) gemma3
+  const float* post_attn_norm = nullptr; // (E)  gemma3
+  const float* ffn_norm = nullptr;       // (E)
+  Linear w_gate, w_up, w_down;           // (E -> F) x2, (F -> E)
+  const float* post_ffw_norm = nullptr;  // (E)  gemma3
+};
+
+struct Weights {
+  Linear token_embd;                     // (V rows of E): rows are dequantized on lookup
+  const float* output_norm = nullptr;    // (E)
+  Linear output;                         // (E -> V); token_embd when tied
+  std::vector<LayerWeights> layers;
+};
+
+class Model {
+ public:
+  // Opens, validates and binds everything; throws Error naming the file and tensor at fault.
+  static std::unique_ptr<Model> load(const std::string& path);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const Weights& weights() const { return weights_; }
+  const GgufFile& gguf() const { return *gguf_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+  // Bytes of weights read per decoded token (all matrices but the embedding table,
+  // which is only gathered, unless it doubles as the output head).
+  size_t weight_bytes_per_token() const;
+
+ private:
+  Model() = default;
+  const float* f32_vector(const std::string& name, int64_t n, bool required);
+  Linear linear(const std::string& name, int64_t in, int64_t out, bool required = true);
+
+  ModelConfig config_;
+  Weights weights_;
+  std::unique_ptr<GgufFile> gguf_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<std::vector<float>> owned_;  // small tensors converted to f32 (norms, biases)
+};
+
+}  // namespace stepq

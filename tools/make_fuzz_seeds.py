@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Seed corpus for the GGUF fuzz target: the real models' headers, shrunk.
+
+For each real model, writes a GGUF with the same metadata keys and types (token arrays cut to
+their first N entries, ids kept in range) and a handful of tiny tensors of the file's own types,
+so the fuzzer starts from the exact structure of real files at a size it can mutate quickly.
+
+usage: tools/make_fuzz_seeds.py OUT_DIR [--tokens N]
+"""
+import argparse, os, sys
+
+import numpy as np
+import gguf
+
+MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+FILES = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf",
+         "qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder-1.5b-instruct.gguf"]
+
+
+def field_value(f):
+    t = f.types[0]
+    if t == gguf.GGUFValueType.ARRAY:
+        et = f.types[1]
+        if et == gguf.GGUFValueType.STRING:
+            return [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data], et
+        return [f.parts[i].tolist()[0] for i in f.data], et
+    if t == gguf.GGUFValueType.STRING:
+        return bytes(f.parts[f.data[0]]).decode("utf-8", "surrogateescape"), None
+    return f.parts[f.data[0]].tolist()[0], None
+
+
+def shrink(path, out, n_tokens):
+    r = gguf.GGUFReader(path)
+    arch = bytes(r.fields["general.architecture"].parts[r.fields["general.architecture"].data[0]]).decode()
+    w = gguf.GGUFWriter(out, arch)
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        v, et = field_value(f)
+        t = f.types[0]
+        if t == gguf.GGUFValueType.ARRAY:
+            v = v[:n_tokens]
+            w.add_key_value(k, v, t, sub_type=et)
+        else:
+            if k.startswith("tokenizer.ggml.") and k.endswith("_token_id"):
+                v = min(v, n_tokens - 1)
+            if k == "tokenizer.chat_template":
+                v = v[:2000]
+            w.add_key_value(k, v, t)
+    types = []
+    for t in r.tensors:
+        if t.tensor_type not in types:
+            types.append(t.tensor_type)
+    for i, qt in enumerate(types):
+        bs, ts = gguf.GGML_QUANT_SIZES[qt]
+        raw = np.random.default_rng(i).integers(0, 255, size=(2, ts * max(1, 256 // bs)), dtype=np.uint8)
+        if qt == gguf.GGMLQuantizationType.F32:
+            raw = np.zeros((2, 256), dtype=np.float32)
+        w.add_tensor(f"seed.{i}.weight", raw, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--tokens", type=int, default=400)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    for fn in FILES:
+        p = os.path.join(MODELS_DIR, fn)
+        if not os.path.exists(p):
+            sys.exit(f"missing {p}: run scripts/fetch-models.py")
+        out = os.path.join(a.out, fn.replace(".gguf", ".seed.gguf"))
+        shrink(p, out, a.tokens)
+        print(f"{out}: {os.path.getsize(out)} bytes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
