@@ -12,41 +12,28 @@ import argparse, os, sys
 import numpy as np
 import gguf
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf_util import architecture, copy_metadata  # noqa: E402
+
 MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
 FILES = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf",
          "qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder-1.5b-instruct.gguf"]
 
 
-def field_value(f):
-    t = f.types[0]
-    if t == gguf.GGUFValueType.ARRAY:
-        et = f.types[1]
-        if et == gguf.GGUFValueType.STRING:
-            return [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data], et
-        return [f.parts[i].tolist()[0] for i in f.data], et
-    if t == gguf.GGUFValueType.STRING:
-        return bytes(f.parts[f.data[0]]).decode("utf-8", "surrogateescape"), None
-    return f.parts[f.data[0]].tolist()[0], None
-
-
 def shrink(path, out, n_tokens):
     r = gguf.GGUFReader(path)
-    arch = bytes(r.fields["general.architecture"].parts[r.fields["general.architecture"].data[0]]).decode()
-    w = gguf.GGUFWriter(out, arch)
-    for k, f in r.fields.items():
-        if k.startswith("GGUF.") or k == "general.architecture":
-            continue
-        v, et = field_value(f)
-        t = f.types[0]
+    w = gguf.GGUFWriter(out, architecture(r))
+
+    def cut(k, v, t, et):
         if t == gguf.GGUFValueType.ARRAY:
-            v = v[:n_tokens]
-            w.add_key_value(k, v, t, sub_type=et)
-        else:
-            if k.startswith("tokenizer.ggml.") and k.endswith("_token_id"):
-                v = min(v, n_tokens - 1)
-            if k == "tokenizer.chat_template":
-                v = v[:2000]
-            w.add_key_value(k, v, t)
+            return v[:n_tokens]
+        if k.startswith("tokenizer.ggml.") and k.endswith("_token_id"):
+            return min(v, n_tokens - 1)
+        if k == "tokenizer.chat_template":
+            return v[:2000]
+        return v
+
+    copy_metadata(r, w, cut)
     types = []
     for t in r.tensors:
         if t.tensor_type not in types:

@@ -4,10 +4,19 @@
 Run with a Python that has llama-cpp-python (built from source, e.g. the venv made by
 `tools/setup_reference_venv.sh`):
 
-    ~/.cache/stepq/venv-ref/bin/python tools/make_logits_reference.py [MODEL ...]
+    ~/.cache/stepq/venv-ref/bin/python tools/make_logits_reference.py [--quantized|--f32] [MODEL ...]
 
-Writes tests/data/logits/<model>.bin and <model>.json. llama.cpp runs with its library defaults
-as llama-cpp-python sets them (F16 KV cache, no flash attention), 2 threads.
+For each model it writes two references into tests/data/logits/:
+  <model>.bin/.json      the real quantized file
+  <model>.f32.bin/.json  the F32 copy made by scripts/make-f32-models.py (same weights, exact)
+llama.cpp runs with its library defaults as llama-cpp-python sets them (F16 KV cache, no flash
+attention), 2 threads, batches of 512.
+
+With quantized weights llama.cpp quantizes every activation row (Q8_0/Q8_1/Q8_K) before each
+matmul, so a different float summation order flips roundings and moves logits by up to ~1; the
+.json of a quantized model therefore also records llama.cpp's agreement with itself when the same
+tokens are evaluated one at a time instead of in batches of 512 ("self_*"): the noise floor any
+other engine is measured against.
 
 .bin layout (little-endian):
   int32 tokens[n_tokens]                         wikitext2 tokens fed in one sequence
@@ -60,8 +69,25 @@ def logsumexp(row):
     return m + float(np.log(np.sum(np.exp(row.astype(np.float64) - m))))
 
 
-def run(name):
-    path = os.path.join(MODELS_DIR, MODELS[name])
+def log_softmax(x):
+    x = x.astype(np.float64)
+    m = x.max(axis=1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+
+
+def agreement(a, b):
+    """top-1 agreement and mean KL(a || b) of two (n, vocab) logit arrays."""
+    la, lb = log_softmax(a), log_softmax(b)
+    kl = (np.exp(la) * (la - lb)).sum(axis=1)
+    return float((a.argmax(1) == b.argmax(1)).mean()), float(kl.mean()), float(np.abs(a - b).max())
+
+
+def run(name, f32):
+    file = MODELS[name].replace(".gguf", ".f32.gguf") if f32 else MODELS[name]
+    tag = name + (".f32" if f32 else "")
+    path = os.path.join(MODELS_DIR, file)
+    if not os.path.exists(path):
+        sys.exit(f"missing {path}: run scripts/fetch-models.py and scripts/make-f32-models.py")
     llm = Llama(model_path=path, n_ctx=2048, n_batch=512, logits_all=True, n_threads=2, verbose=False, seed=0)
     text = open(os.path.join(SHARED, "data", "wikitext2", "wiki.test.raw"), encoding="utf-8").read().replace("\r", "")
     tokens = llm.tokenize(text[:20000].encode("utf-8"), add_bos=True, special=False)[:N_TOKENS]
@@ -75,8 +101,17 @@ def run(name):
         blob += struct.pack("<f", logsumexp(row))
         blob += struct.pack(f"<{TOP_K}i", *[int(i) for i in ids])
         blob += struct.pack(f"<{TOP_K}f", *[float(row[i]) for i in ids])
-    with open(os.path.join(OUT, f"{name}.bin"), "wb") as f:
+    with open(os.path.join(OUT, f"{tag}.bin"), "wb") as f:
         f.write(blob)
+
+    self_stats = None
+    if not f32:
+        one = Llama(model_path=path, n_ctx=2048, n_batch=1, n_ubatch=1, logits_all=True, n_threads=2, verbose=False)
+        one.eval(tokens)
+        top1, kl, mx = agreement(scores, np.array(one.scores[:N_TOKENS], dtype=np.float32))
+        self_stats = {"self_top1": top1, "self_mean_kl": kl, "self_max_abs": mx}
+        print(f"[{tag}] llama.cpp batch 512 vs 1: top1 {top1:.4f} mean KL {kl:.3g} max |d| {mx:.3g}", file=sys.stderr)
+        del one
 
     greedy = []
     for prompt in PROMPTS:
@@ -92,10 +127,10 @@ def run(name):
             top2.append([int(order[0]), float(row[order[0]]), int(order[1]), float(row[order[1]])])
             llm.eval([nxt])
         greedy.append({"prompt": prompt, "prompt_tokens": ptoks, "generated": gen, "top2": top2})
-        print(f"[{name}] {prompt[:30]!r} -> {llm.detokenize(gen)[:60]!r}", file=sys.stderr)
+        print(f"[{tag}] {prompt[:30]!r} -> {llm.detokenize(gen)[:60]!r}", file=sys.stderr)
 
     meta = {
-        "model_file": MODELS[name],
+        "model_file": file,
         "model_sha256": sha256_of(path),
         "reference": f"llama-cpp-python {llama_cpp.__version__} (llama.cpp defaults: f16 KV cache, no flash attention, 2 threads)",
         "text": "first 20000 characters of ../shared/data/wikitext2/wiki.test.raw, \\r stripped, add_bos as the model sets it",
@@ -105,17 +140,23 @@ def run(name):
         "greedy_steps": GREEDY_STEPS,
         "greedy": greedy,
     }
-    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+    if self_stats:
+        meta.update(self_stats)
+    with open(os.path.join(OUT, f"{tag}.json"), "w") as f:
         json.dump(meta, f, indent=1)
-    print(f"[{name}] wrote {OUT}/{name}.bin ({len(blob)} bytes) and .json", file=sys.stderr)
+    print(f"[{tag}] wrote {OUT}/{tag}.bin ({len(blob)} bytes) and .json", file=sys.stderr)
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name in sys.argv[1:] or list(MODELS):
+    args = sys.argv[1:]
+    kinds = [k for k in ("--quantized", "--f32") if k in args] or ["--quantized", "--f32"]
+    names = [a for a in args if not a.startswith("--")] or list(MODELS)
+    for name in names:
         if name not in MODELS:
             sys.exit(f"unknown model {name}; known: {', '.join(MODELS)}")
-        run(name)
+        for k in kinds:
+            run(name, k == "--f32")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ void add_run(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_dump_tensor(CLI::App& app);
+void add_dump_logits(CLI::App& app);
 void add_tokenize(CLI::App& app);
 
 inline int default_threads() {

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   stepq::cli::add_inspect(app);
   stepq::cli::add_tokenize(app);
   stepq::cli::add_dump_tensor(app);
+  stepq::cli::add_dump_logits(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

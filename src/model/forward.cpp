@@ -7,6 +7,7 @@
 
 #include "base/error.h"
 #include "base/fp16.h"
+#include "kernels/cpu/attention_kernels.h"
 #include "kernels/cpu/ops.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
@@ -27,7 +28,7 @@ struct Forward::Buffers {
   std::vector<float> rope_cos, rope_sin;   // (T, n_rot/2) at rope_base
   std::vector<float> rope_cos_swa, rope_sin_swa;  // (T, n_rot/2) at rope_base_swa
   std::vector<float> scores;               // (threads, ctx) attention weights
-  std::vector<uint16_t> q16;               // (threads, hd) query rounded to f16
+  std::vector<float> q16;                  // (threads, hd) query rounded to f16 (values as f32)
   std::vector<int> out_rows;               // token rows that produce logits
   std::vector<float> xo;                   // (n_out, E)
   std::vector<float> logits;               // (n_out, V)
@@ -82,11 +83,12 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
   const int nh = c.n_head, hd = c.head_dim, group = c.n_head / c.n_head_kv;
   const int qd = nh * hd, kvd = c.n_head_kv * hd;
   const float kq_scale = c.arch == Arch::Gemma3 ? 1.0f : c.attn_scale;  // gemma3 scales q instead
+  const AttentionKernels& ak = attention_kernels();
   std::atomic<int64_t> next{0};
   const int64_t n_tasks = (int64_t)T * nh;
   auto body = [&](int tid, int) {
     float* scores = b.scores.data() + (size_t)tid * b.cap_ctx;
-    uint16_t* q16 = b.q16.data() + (size_t)tid * hd;
+    float* q16 = b.q16.data() + (size_t)tid * hd;
     for (;;) {
       const int64_t task = next.fetch_add(1, std::memory_order_relaxed);
       if (task >= n_tasks) break;
@@ -95,13 +97,10 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
       const int pos = b.tok_pos[t];
       const int lo = swa && c.n_swa > 0 ? std::max(0, pos - c.n_swa + 1) : 0;
       const float* q = b.q.data() + (size_t)t * qd + (size_t)head * hd;
-      for (int d = 0; d < hd; d++) q16[d] = fp32_to_fp16(q[d]);
+      for (int d = 0; d < hd; d++) q16[d] = f16_lookup(fp32_to_fp16(q[d]));
       float mx = -INFINITY;
       for (int j = lo; j <= pos; j++) {
-        const uint16_t* kr = kv.k(layer, j) + (size_t)kvh * hd;
-        float s = 0.0f;
-        for (int d = 0; d < hd; d++) s += f16_lookup(q16[d]) * f16_lookup(kr[d]);
-        s *= kq_scale;
+        const float s = ak.dot_f16(kv.k(layer, j) + (size_t)kvh * hd, q16, hd) * kq_scale;
         scores[j - lo] = s;
         mx = std::max(mx, s);
       }
@@ -116,8 +115,7 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
       std::fill(out, out + hd, 0.0f);
       for (int j = lo; j <= pos; j++) {
         const float p = f16_lookup(fp32_to_fp16(scores[j - lo] * inv));
-        const uint16_t* vr = kv.v(layer, j) + (size_t)kvh * hd;
-        for (int d = 0; d < hd; d++) out[d] += p * f16_lookup(vr[d]);
+        ak.axpy_f16(p, kv.v(layer, j) + (size_t)kvh * hd, out, hd);
       }
     }
   };

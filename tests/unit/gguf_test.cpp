@@ -9,29 +9,15 @@
 
 #include "base/error.h"
 #include "formats/gguf.h"
+#include "gguf_writer.h"
 #include "test_models.h"
 
 namespace stepq {
 namespace {
 
-// A minimal GGUF writer for tests.
-struct Writer {
-  std::vector<uint8_t> b;
-  template <typename T>
-  void put(T v) {
-    uint8_t tmp[sizeof(T)];
-    std::memcpy(tmp, &v, sizeof(T));
-    b.insert(b.end(), tmp, tmp + sizeof(T));
-  }
-  void str(const std::string& s) {
-    put<uint64_t>(s.size());
-    b.insert(b.end(), s.begin(), s.end());
-  }
-};
-
 // version, 2 tensors (F32 [4], Q8_0 [32 x 2]), metadata of every scalar type plus arrays.
 std::vector<uint8_t> make_file(uint32_t version = 3) {
-  Writer w;
+  test::GgufBytes w;
   w.b = {'G', 'G', 'U', 'F'};
   w.put<uint32_t>(version);
   w.put<uint64_t>(2);   // tensors

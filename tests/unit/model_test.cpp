@@ -85,6 +85,7 @@ double kl_topk(const LogitsRef& r, int pos, const float* ours, float ours_lse) {
   return kl;
 }
 
+// name: a short model name; "X.f32" is the exact F32 copy of model X.
 void check_logits(const std::string& name) {
   LogitsRef r = load_ref(name);
   auto model = Model::load(test::model_path(name));
@@ -110,8 +111,20 @@ void check_logits(const std::string& name) {
   const double top1 = (double)agree / r.n_tokens, mean_kl = kl_sum / r.n_tokens;
   std::printf("[%s] %d positions: top-1 agreement %.4f, mean KL %.3g, max KL %.3g\n", name.c_str(), r.n_tokens, top1,
               mean_kl, kl_max);
-  EXPECT_GE(top1, 0.995) << name;
-  EXPECT_LE(mean_kl, 1e-3) << name;
+  if (r.meta.contains("self_top1")) {
+    // Quantized weights: llama.cpp quantizes activations before every matmul, so summation order
+    // flips roundings and llama.cpp disagrees with itself (batch 512 vs one token at a time) by
+    // the recorded amounts. stepq must agree with llama.cpp at least that well.
+    const double self_top1 = r.meta["self_top1"], self_kl = r.meta["self_mean_kl"];
+    std::printf("[%s] llama.cpp vs itself (batch 512 vs 1): top-1 %.4f, mean KL %.3g\n", name.c_str(), self_top1,
+                self_kl);
+    EXPECT_GE(top1, self_top1) << name;
+    EXPECT_LE(mean_kl, self_kl) << name;
+  } else {
+    // Exact F32 weights: the engines must agree to float precision.
+    EXPECT_GE(top1, 0.995) << name;
+    EXPECT_LE(mean_kl, 1e-3) << name;
+  }
 }
 
 void check_greedy(const std::string& name) {
@@ -156,10 +169,16 @@ TEST(ModelParity, LogitsSmolLM2) { check_logits("smollm2"); }
 TEST(ModelParity, LogitsGemma3) { check_logits("gemma3"); }
 TEST(ModelParity, LogitsQwen05B) { check_logits("qwen0.5b"); }
 TEST(ModelParity, LogitsQwen15B) { check_logits("qwen1.5b"); }
-TEST(ModelParity, GreedySmolLM2) { check_greedy("smollm2"); }
-TEST(ModelParity, GreedyGemma3) { check_greedy("gemma3"); }
-TEST(ModelParity, GreedyQwen05B) { check_greedy("qwen0.5b"); }
-TEST(ModelParity, GreedyQwen15B) { check_greedy("qwen1.5b"); }
+TEST(ModelParity, LogitsSmolLM2F32) { check_logits("smollm2.f32"); }
+TEST(ModelParity, LogitsGemma3F32) { check_logits("gemma3.f32"); }
+TEST(ModelParity, LogitsQwen05BF32) { check_logits("qwen0.5b.f32"); }
+TEST(ModelParity, LogitsQwen15BF32) { check_logits("qwen1.5b.f32"); }
+// Greedy continuations are compared on the exact F32 weights, where a parting can only come from
+// a near-tie; with quantized weights the rounding noise above parts them at ordinary tokens.
+TEST(ModelParity, GreedySmolLM2F32) { check_greedy("smollm2.f32"); }
+TEST(ModelParity, GreedyGemma3F32) { check_greedy("gemma3.f32"); }
+TEST(ModelParity, GreedyQwen05BF32) { check_greedy("qwen0.5b.f32"); }
+TEST(ModelParity, GreedyQwen15BF32) { check_greedy("qwen1.5b.f32"); }
 
 // A sequence's logits do not depend on what else is in the batch.
 void check_batch_invariance(const std::string& name) {

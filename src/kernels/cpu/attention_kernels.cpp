@@ -1,0 +1,40 @@
+#include "kernels/cpu/attention_kernels.h"
+
+#include "base/cpu_features.h"
+#include "kernels/cpu/ops.h"
+
+namespace stepq {
+
+// Defined in attention_kernels_avx2.cpp / _avx512.cpp.
+const AttentionKernels& attention_kernels_avx2_impl();
+const AttentionKernels& attention_kernels_avx512_impl();
+
+namespace {
+float dot_f16_scalar(const uint16_t* k, const float* q, int n) {
+  float s = 0.0f;
+  for (int i = 0; i < n; i++) s += q[i] * f16_lookup(k[i]);
+  return s;
+}
+void axpy_f16_scalar(float p, const uint16_t* v, float* out, int n) {
+  for (int i = 0; i < n; i++) out[i] += p * f16_lookup(v[i]);
+}
+const AttentionKernels kScalar = {dot_f16_scalar, axpy_f16_scalar};
+}  // namespace
+
+const AttentionKernels& attention_kernels_scalar() { return kScalar; }
+
+const AttentionKernels* attention_kernels_avx2() {
+  return (int)detected_isa() >= (int)Isa::Avx2 ? &attention_kernels_avx2_impl() : nullptr;
+}
+const AttentionKernels* attention_kernels_avx512() {
+  return detected_isa() == Isa::Avx512 ? &attention_kernels_avx512_impl() : nullptr;
+}
+
+const AttentionKernels& attention_kernels() {
+  static const AttentionKernels& k = active_isa() == Isa::Avx512 ? attention_kernels_avx512_impl()
+                                     : active_isa() == Isa::Avx2 ? attention_kernels_avx2_impl()
+                                                                 : kScalar;
+  return k;
+}
+
+}  // namespace stepq

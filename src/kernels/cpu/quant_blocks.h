@@ -1,0 +1,44 @@
+// Byte layouts of ggml's blocks (../shared/reference/gguf-and-quants.md §2). Plain structs and
+// constants only: this header is included by the SIMD translation units, which must not share
+// inline functions with baseline code.
+//
+// fp16 fields are kept as raw uint16_t bits. A block needs 2-byte alignment (4 for Q8_K);
+// rows of a tensor start at even offsets, so that always holds for mmapped GGUF data.
+#pragma once
+#include <cstdint>
+
+namespace stepq {
+
+constexpr int kQK = 32;    // elements per legacy block (Q4_0 ... Q8_1, IQ4_NL)
+constexpr int kQK_K = 256; // elements per K-quant super-block
+
+// Legacy 32-element blocks. qs[j] holds element j in its low nibble and j+16 in its high one;
+// qh bit e (little-endian over the 4 bytes) is the 5th bit of element e.
+struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };                   // d·(nib−8)
+struct BlockQ4_1 { uint16_t d, m; uint8_t qs[16]; };                // d·nib + m
+struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };    // d·(q5−16)
+struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; }; // d·q5 + m
+struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };                    // d·q
+struct BlockQ8_1 { uint16_t d, s; int8_t qs[32]; };                 // d·q; s = fp16(d·Σq)
+struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };                 // d·kIQ4NLValues[nib]
+
+// K-quants: 256 elements, sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32 (Q4_K, Q5_K).
+struct BlockQ2_K { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };
+struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };
+struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
+struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
+struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+// Activation super-block: d is float32; bsums[g] = Σ qs[16g .. 16g+15].
+struct BlockQ8_K { float d; int8_t qs[256]; int16_t bsums[16]; };
+
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
+              sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_1) == 36 &&
+              sizeof(BlockIQ4_NL) == 18);
+static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
+
+// IQ4_NL's non-linear code book (kvalues_iq4nl in ggml-common.h).
+constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
+
+}  // namespace stepq

@@ -1,0 +1,36 @@
+// Internal: the per-ISA kernel tables behind vec_dot / quantize_row (quant_types.h).
+//
+// Each ISA file (quant_dot_avx2.cpp, quant_dot_avx512.cpp) fills the entries it speeds up;
+// the rest keep the scalar reference. The AVX-512 table starts from the AVX2 one, so it only
+// overrides where 512-bit / VNNI code pays. Tests index a table directly to check every ISA
+// the machine has, whatever STEPQ_ISA says.
+//
+// ISA files include this header but must not call the inline helpers of quant_types.h
+// (qtype_info, row_bytes): an ISA-compiled copy of an inline function could be the one the
+// linker keeps for baseline code.
+#pragma once
+#include <cstdint>
+
+#include "base/cpu_features.h"
+#include "kernels/cpu/quant_types.h"
+
+namespace stepq {
+
+// dot(weight row, activation row in the weight's vec_dot_type), n elements.
+using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// Activation row (n floats) to a vec_dot_type.
+using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
+
+struct DotTable {
+  VecDotFn vec_dot[kQTypeIdLimit] = {};            // by weight type id; null: no kernel
+  QuantizeRowFn quantize_row[kQTypeIdLimit] = {};  // by activation type id; null: none
+};
+
+void register_quant_kernels_avx2(DotTable& t);
+void register_quant_kernels_avx512(DotTable& t);  // call after the AVX2 registration
+
+// The complete table for `isa` (scalar entries, then that ISA's overrides). For an ISA above
+// detected_isa() it is the detected ISA's table.
+const DotTable& dot_table(Isa isa);
+
+}  // namespace stepq

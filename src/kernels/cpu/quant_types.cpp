@@ -1,0 +1,654 @@
+// ggml weight formats: type table, scalar dequantization, the activation quantizers, the scalar
+// reference dot products, and the dispatch to the SIMD kernels (quant_dispatch.h).
+//
+// Formulas: ../shared/reference/gguf-and-quants.md §2 (layouts, dequantization), §3.2 (activation
+// quantizers, bit-exact with llama.cpp's x86 build), §3.3 (integer dot products).
+//
+// Dequantization evaluates in float32 in the same order as PyPI gguf's numpy code (for example
+// (d·sc)·q − dmin·m for Q4_K), so results are bit-identical to gguf.quants.dequantize. Every
+// product there is exact in float32 (fp16 scale × small integers), so only the final add rounds.
+#include "kernels/cpu/quant_types.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "base/cpu_features.h"
+#include "base/error.h"
+#include "base/fp16.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quant_dispatch.h"
+
+namespace stepq {
+
+// ---------------------------------------------------------------------------------------------
+// Type table (§1.7)
+
+namespace {
+
+struct TypeTable {
+  QTypeInfo info[kQTypeIdLimit] = {};
+  constexpr void set(QType t, const char* name, int blck, int bytes, bool storage, QType vdt) {
+    info[(uint32_t)t] = QTypeInfo{name, blck, bytes, storage, vdt};
+  }
+};
+
+constexpr TypeTable make_type_table() {
+  TypeTable t;
+  t.set(QType::F32, "F32", 1, 4, true, QType::F32);
+  t.set(QType::F16, "F16", 1, 2, true, QType::F16);
+  t.set(QType::BF16, "BF16", 1, 2, true, QType::BF16);
+  t.set(QType::Q4_0, "Q4_0", 32, 18, true, QType::Q8_0);
+  t.set(QType::Q4_1, "Q4_1", 32, 20, true, QType::Q8_1);
+  t.set(QType::Q5_0, "Q5_0", 32, 22, true, QType::Q8_0);
+  t.set(QType::Q5_1, "Q5_1", 32, 24, true, QType::Q8_1);
+  t.set(QType::Q8_0, "Q8_0", 32, 34, true, QType::Q8_0);
+  t.set(QType::Q8_1, "Q8_1", 32, 36, false, QType::Q8_1);  // activation only (ggml's 36 bytes)
+  t.set(QType::Q2_K, "Q2_K", 256, 84, true, QType::Q8_K);
+  t.set(QType::Q3_K, "Q3_K", 256, 110, true, QType::Q8_K);
+  t.set(QType::Q4_K, "Q4_K", 256, 144, true, QType::Q8_K);
+  t.set(QType::Q5_K, "Q5_K", 256, 176, true, QType::Q8_K);
+  t.set(QType::Q6_K, "Q6_K", 256, 210, true, QType::Q8_K);
+  t.set(QType::Q8_K, "Q8_K", 256, 292, false, QType::Q8_K);  // activation only
+  t.set(QType::IQ4_NL, "IQ4_NL", 32, 18, true, QType::Q8_0);
+  return t;
+}
+
+constexpr TypeTable kTypes = make_type_table();
+
+const QTypeInfo& checked_info(QType t, const char* what) {
+  const QTypeInfo* i = qtype_info((uint32_t)t);
+  if (!i) fail("{}: unsupported tensor type {}", what, qtype_name((uint32_t)t));
+  return *i;
+}
+
+int64_t checked_blocks(QType t, int64_t n, const char* what) {
+  const QTypeInfo& i = checked_info(t, what);
+  if (n < 0 || n % i.block_size != 0)
+    fail("{}: row of {} elements is not a multiple of the {} block size {}", what, n, i.name,
+         i.block_size);
+  return n / i.block_size;
+}
+
+}  // namespace
+
+const QTypeInfo* qtype_info(uint32_t id) {
+  if (id >= kQTypeIdLimit || kTypes.info[id].name == nullptr) return nullptr;
+  return &kTypes.info[id];
+}
+
+const char* qtype_name(uint32_t id) {
+  if (const QTypeInfo* i = qtype_info(id)) return i->name;
+  thread_local char buf[24];
+  std::snprintf(buf, sizeof buf, "type %u", id);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization (§2)
+
+namespace {
+
+inline float h2f(uint16_t h) { return fp16_to_fp32(h); }
+
+// 5th bit of element e of a Q5_0/Q5_1 block.
+inline int q5_high_bit(const uint8_t qh[4], int e) { return (qh[e >> 3] >> (e & 7)) & 1; }
+
+// Q4_K/Q5_K: 6-bit scale and min of sub-block j from the 12 packed bytes.
+inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& m) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    m = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// Q3_K: signed 6-bit scale of sub-block j (−32..31).
+inline int q3k_scale(const uint8_t* s, int j) {
+  const int low4 = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+  const int high2 = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+  return (low4 | (high2 << 4)) - 32;
+}
+
+void dequant_q4_0(const BlockQ4_0* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 16; j++) {
+    y[j] = d * (float)((b->qs[j] & 0xF) - 8);
+    y[j + 16] = d * (float)((b->qs[j] >> 4) - 8);
+  }
+}
+
+void dequant_q4_1(const BlockQ4_1* b, float* y) {
+  const float d = h2f(b->d), m = h2f(b->m);
+  for (int j = 0; j < 16; j++) {
+    y[j] = d * (float)(b->qs[j] & 0xF) + m;
+    y[j + 16] = d * (float)(b->qs[j] >> 4) + m;
+  }
+}
+
+void dequant_q5_0(const BlockQ5_0* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 16; j++) {
+    y[j] = d * (float)(((b->qs[j] & 0xF) | (q5_high_bit(b->qh, j) << 4)) - 16);
+    y[j + 16] = d * (float)(((b->qs[j] >> 4) | (q5_high_bit(b->qh, j + 16) << 4)) - 16);
+  }
+}
+
+void dequant_q5_1(const BlockQ5_1* b, float* y) {
+  const float d = h2f(b->d), m = h2f(b->m);
+  for (int j = 0; j < 16; j++) {
+    y[j] = d * (float)((b->qs[j] & 0xF) | (q5_high_bit(b->qh, j) << 4)) + m;
+    y[j + 16] = d * (float)((b->qs[j] >> 4) | (q5_high_bit(b->qh, j + 16) << 4)) + m;
+  }
+}
+
+void dequant_q8_0(const BlockQ8_0* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 32; j++) y[j] = (float)b->qs[j] * d;
+}
+
+void dequant_q8_1(const BlockQ8_1* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 32; j++) y[j] = (float)b->qs[j] * d;
+}
+
+void dequant_iq4_nl(const BlockIQ4_NL* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 16; j++) {
+    y[j] = d * (float)kIQ4NLValues[b->qs[j] & 0xF];
+    y[j + 16] = d * (float)kIQ4NLValues[b->qs[j] >> 4];
+  }
+}
+
+// K-quants: element e of the super-block, with g = e/128, k = (e%128)/32, l = e%32.
+void dequant_q2_K(const BlockQ2_K* b, float* y) {
+  const float d = h2f(b->d), dmin = h2f(b->dmin);
+  for (int j = 0; j < 16; j++) {  // sub-blocks of 16
+    const float dl = d * (float)(b->scales[j] & 0xF);
+    const float ml = dmin * (float)(b->scales[j] >> 4);
+    for (int i = 0; i < 16; i++) {
+      const int e = 16 * j + i, g = e >> 7, k = (e >> 5) & 3, l = e & 31;
+      const int q = (b->qs[32 * g + l] >> (2 * k)) & 3;
+      y[e] = dl * (float)q - ml;
+    }
+  }
+}
+
+void dequant_q3_K(const BlockQ3_K* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 16; j++) {
+    const float dl = d * (float)q3k_scale(b->scales, j);
+    for (int i = 0; i < 16; i++) {
+      const int e = 16 * j + i, g = e >> 7, k = (e >> 5) & 3, l = e & 31;
+      const int low2 = (b->qs[32 * g + l] >> (2 * k)) & 3;
+      const int hb = (b->hmask[l] >> (e >> 5)) & 1;
+      y[e] = dl * (float)(low2 - (hb ? 0 : 4));
+    }
+  }
+}
+
+void dequant_q4_K(const BlockQ4_K* b, float* y) {
+  const float d = h2f(b->d), dmin = h2f(b->dmin);
+  for (int j = 0; j < 8; j++) {  // sub-blocks of 32; chunk j/2, low nibbles for even j
+    int sc, m;
+    k4_scale_min(b->scales, j, sc, m);
+    const float dl = d * (float)sc, ml = dmin * (float)m;
+    const uint8_t* q = b->qs + 32 * (j >> 1);
+    const int shift = (j & 1) * 4;
+    for (int l = 0; l < 32; l++) y[32 * j + l] = dl * (float)((q[l] >> shift) & 0xF) - ml;
+  }
+}
+
+void dequant_q5_K(const BlockQ5_K* b, float* y) {
+  const float d = h2f(b->d), dmin = h2f(b->dmin);
+  for (int j = 0; j < 8; j++) {
+    int sc, m;
+    k4_scale_min(b->scales, j, sc, m);
+    const float dl = d * (float)sc, ml = dmin * (float)m;
+    const uint8_t* q = b->qs + 32 * (j >> 1);
+    const int shift = (j & 1) * 4;
+    for (int l = 0; l < 32; l++) {
+      const int v = ((q[l] >> shift) & 0xF) | (((b->qh[l] >> j) & 1) << 4);
+      y[32 * j + l] = dl * (float)v - ml;
+    }
+  }
+}
+
+void dequant_q6_K(const BlockQ6_K* b, float* y) {
+  const float d = h2f(b->d);
+  for (int j = 0; j < 16; j++) {
+    const float dl = d * (float)b->scales[j];
+    for (int i = 0; i < 16; i++) {
+      const int e = 16 * j + i, g = e >> 7, k = (e >> 5) & 3, l = e & 31;
+      const uint8_t qlb = b->ql[64 * g + 32 * (k & 1) + l];
+      const int lo = k < 2 ? (qlb & 0xF) : (qlb >> 4);
+      const int hi = (b->qh[32 * g + l] >> (2 * k)) & 3;
+      y[e] = dl * (float)((lo | (hi << 4)) - 32);
+    }
+  }
+}
+
+void dequant_q8_K(const BlockQ8_K* b, float* y) {
+  for (int j = 0; j < 256; j++) y[j] = b->d * (float)b->qs[j];
+}
+
+template <typename Block, void (*F)(const Block*, float*)>
+void dequant_blocks(const void* src, float* dst, int64_t nb, int qk) {
+  const Block* b = (const Block*)src;
+  for (int64_t i = 0; i < nb; i++) F(b + i, dst + i * qk);
+}
+
+}  // namespace
+
+void dequantize_row(QType t, const void* src, float* dst, int64_t n) {
+  const int64_t nb = checked_blocks(t, n, "dequantize_row");
+  switch (t) {
+    case QType::F32: std::memcpy(dst, src, (size_t)n * 4); return;
+    case QType::F16: {
+      const uint16_t* h = (const uint16_t*)src;
+      for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_fp32(h[i]);
+      return;
+    }
+    case QType::BF16: {
+      const uint16_t* h = (const uint16_t*)src;
+      for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_fp32(h[i]);
+      return;
+    }
+    case QType::Q4_0: return dequant_blocks<BlockQ4_0, dequant_q4_0>(src, dst, nb, kQK);
+    case QType::Q4_1: return dequant_blocks<BlockQ4_1, dequant_q4_1>(src, dst, nb, kQK);
+    case QType::Q5_0: return dequant_blocks<BlockQ5_0, dequant_q5_0>(src, dst, nb, kQK);
+    case QType::Q5_1: return dequant_blocks<BlockQ5_1, dequant_q5_1>(src, dst, nb, kQK);
+    case QType::Q8_0: return dequant_blocks<BlockQ8_0, dequant_q8_0>(src, dst, nb, kQK);
+    case QType::Q8_1: return dequant_blocks<BlockQ8_1, dequant_q8_1>(src, dst, nb, kQK);
+    case QType::IQ4_NL: return dequant_blocks<BlockIQ4_NL, dequant_iq4_nl>(src, dst, nb, kQK);
+    case QType::Q2_K: return dequant_blocks<BlockQ2_K, dequant_q2_K>(src, dst, nb, kQK_K);
+    case QType::Q3_K: return dequant_blocks<BlockQ3_K, dequant_q3_K>(src, dst, nb, kQK_K);
+    case QType::Q4_K: return dequant_blocks<BlockQ4_K, dequant_q4_K>(src, dst, nb, kQK_K);
+    case QType::Q5_K: return dequant_blocks<BlockQ5_K, dequant_q5_K>(src, dst, nb, kQK_K);
+    case QType::Q6_K: return dequant_blocks<BlockQ6_K, dequant_q6_K>(src, dst, nb, kQK_K);
+    case QType::Q8_K: return dequant_blocks<BlockQ8_K, dequant_q8_K>(src, dst, nb, kQK_K);
+  }
+  fail("dequantize_row: no dequantizer for {}", qtype_name((uint32_t)t));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers (§3.2), scalar versions. The SIMD ones must produce identical bytes.
+
+namespace {
+
+// Round half to even under the default rounding mode (what _mm256_round_ps and ggml's
+// nearest_int do for these magnitudes).
+inline int round_even(float x) { return (int)std::nearbyint(x); }
+
+void quantize_f32(const float* x, void* y, int64_t n) { std::memcpy(y, x, (size_t)n * 4); }
+
+void quantize_f16(const float* x, void* y, int64_t n) {
+  uint16_t* h = (uint16_t*)y;
+  for (int64_t i = 0; i < n; i++) h[i] = fp32_to_fp16(x[i]);
+}
+
+void quantize_bf16(const float* x, void* y, int64_t n) {
+  uint16_t* h = (uint16_t*)y;
+  for (int64_t i = 0; i < n; i++) h[i] = fp32_to_bf16(x[i]);
+}
+
+// Shared by Q8_0 and Q8_1: d = amax/127 (stored fp16), q = round_even(x·(127/amax)).
+// Returns d in fp32 (Q8_1's s is computed from it) and Σq.
+float quantize_q8_block(const float* x, uint16_t& d16, int8_t* qs, int& sum) {
+  float amax = 0.0f;
+  for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  d16 = fp32_to_fp16(d);
+  sum = 0;
+  for (int j = 0; j < 32; j++) {
+    qs[j] = (int8_t)round_even(x[j] * id);
+    sum += qs[j];
+  }
+  return d;
+}
+
+void quantize_q8_0(const float* x, void* y, int64_t n) {
+  BlockQ8_0* b = (BlockQ8_0*)y;
+  int sum;
+  for (int64_t i = 0; i < n / kQK; i++) quantize_q8_block(x + i * kQK, b[i].d, b[i].qs, sum);
+}
+
+void quantize_q8_1(const float* x, void* y, int64_t n) {
+  BlockQ8_1* b = (BlockQ8_1*)y;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int sum;
+    const float d = quantize_q8_block(x + i * kQK, b[i].d, b[i].qs, sum);
+    b[i].s = fp32_to_fp16(d * (float)sum);
+  }
+}
+
+// −127/max rule: the first element of largest magnitude gets code −127, d = 1/iscale has the
+// opposite sign of that element.
+void quantize_q8_K(const float* x, void* y, int64_t n) {
+  BlockQ8_K* b = (BlockQ8_K*)y;
+  for (int64_t i = 0; i < n / kQK_K; i++, x += kQK_K) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < kQK_K; j++) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = x[j];
+      }
+    }
+    if (amax == 0.0f) {
+      std::memset(&b[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < kQK_K; j++) {
+      const int v = round_even(iscale * x[j]);
+      b[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+    }
+    for (int g = 0; g < 16; g++) {
+      int s = 0;
+      for (int l = 0; l < 16; l++) s += b[i].qs[16 * g + l];
+      b[i].bsums[g] = (int16_t)s;
+    }
+    b[i].d = 1.0f / iscale;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Scalar reference dot products (§3.3): exact integer sums per block, float across blocks.
+
+namespace {
+
+float ref_dot_f32(int64_t n, const void* w, const void* a) {
+  const float* x = (const float*)w;
+  const float* y = (const float*)a;
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (double)(x[i] * y[i]);
+  return (float)s;
+}
+
+float ref_dot_f16(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = (const uint16_t*)w;
+  const uint16_t* y = (const uint16_t*)a;
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (double)(fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]));
+  return (float)s;
+}
+
+float ref_dot_bf16(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = (const uint16_t*)w;
+  const uint16_t* y = (const uint16_t*)a;
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (double)(bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]));
+  return (float)s;
+}
+
+float ref_dot_q4_0(int64_t n, const void* w, const void* a) {
+  const BlockQ4_0* x = (const BlockQ4_0*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int j = 0; j < 16; j++)
+      s += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
+    sum += (float)s * h2f(x[i].d) * h2f(y[i].d);
+  }
+  return sum;
+}
+
+float ref_dot_q4_1(int64_t n, const void* w, const void* a) {
+  const BlockQ4_1* x = (const BlockQ4_1*)w;
+  const BlockQ8_1* y = (const BlockQ8_1*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int j = 0; j < 16; j++) s += (x[i].qs[j] & 0xF) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
+    sum += h2f(x[i].d) * h2f(y[i].d) * (float)s + h2f(x[i].m) * h2f(y[i].s);
+  }
+  return sum;
+}
+
+float ref_dot_q5_0(int64_t n, const void* w, const void* a) {
+  const BlockQ5_0* x = (const BlockQ5_0*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int j = 0; j < 16; j++) {
+      const int q0 = ((x[i].qs[j] & 0xF) | (q5_high_bit(x[i].qh, j) << 4)) - 16;
+      const int q1 = ((x[i].qs[j] >> 4) | (q5_high_bit(x[i].qh, j + 16) << 4)) - 16;
+      s += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
+    }
+    sum += (float)s * h2f(x[i].d) * h2f(y[i].d);
+  }
+  return sum;
+}
+
+float ref_dot_q5_1(int64_t n, const void* w, const void* a) {
+  const BlockQ5_1* x = (const BlockQ5_1*)w;
+  const BlockQ8_1* y = (const BlockQ8_1*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int j = 0; j < 16; j++) {
+      const int q0 = (x[i].qs[j] & 0xF) | (q5_high_bit(x[i].qh, j) << 4);
+      const int q1 = (x[i].qs[j] >> 4) | (q5_high_bit(x[i].qh, j + 16) << 4);
+      s += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
+    }
+    sum += h2f(x[i].d) * h2f(y[i].d) * (float)s + h2f(x[i].m) * h2f(y[i].s);
+  }
+  return sum;
+}
+
+float ref_dot_q8_0(int64_t n, const void* w, const void* a) {
+  const BlockQ8_0* x = (const BlockQ8_0*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int j = 0; j < 32; j++) s += x[i].qs[j] * y[i].qs[j];
+    sum += (float)s * h2f(x[i].d) * h2f(y[i].d);
+  }
+  return sum;
+}
+
+float ref_dot_iq4_nl(int64_t n, const void* w, const void* a) {
+  const BlockIQ4_NL* x = (const BlockIQ4_NL*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int j = 0; j < 16; j++)
+      s += kIQ4NLValues[x[i].qs[j] & 0xF] * y[i].qs[j] + kIQ4NLValues[x[i].qs[j] >> 4] * y[i].qs[j + 16];
+    sum += (float)s * h2f(x[i].d) * h2f(y[i].d);
+  }
+  return sum;
+}
+
+float ref_dot_q2_K(int64_t n, const void* w, const void* a) {
+  const BlockQ2_K* x = (const BlockQ2_K*)w;
+  const BlockQ8_K* y = (const BlockQ8_K*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; i++) {
+    int isum = 0, msum = 0;
+    for (int j = 0; j < 16; j++) {
+      int s = 0;
+      for (int t = 0; t < 16; t++) {
+        const int e = 16 * j + t, g = e >> 7, k = (e >> 5) & 3, l = e & 31;
+        s += ((x[i].qs[32 * g + l] >> (2 * k)) & 3) * y[i].qs[e];
+      }
+      isum += (x[i].scales[j] & 0xF) * s;
+      msum += (x[i].scales[j] >> 4) * y[i].bsums[j];
+    }
+    sum += y[i].d * h2f(x[i].d) * (float)isum - y[i].d * h2f(x[i].dmin) * (float)msum;
+  }
+  return sum;
+}
+
+float ref_dot_q3_K(int64_t n, const void* w, const void* a) {
+  const BlockQ3_K* x = (const BlockQ3_K*)w;
+  const BlockQ8_K* y = (const BlockQ8_K*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; i++) {
+    int isum = 0;
+    for (int j = 0; j < 16; j++) {
+      int s = 0;
+      for (int t = 0; t < 16; t++) {
+        const int e = 16 * j + t, g = e >> 7, k = (e >> 5) & 3, l = e & 31;
+        const int low2 = (x[i].qs[32 * g + l] >> (2 * k)) & 3;
+        const int hb = (x[i].hmask[l] >> (e >> 5)) & 1;
+        s += (low2 - (hb ? 0 : 4)) * y[i].qs[e];
+      }
+      isum += q3k_scale(x[i].scales, j) * s;
+    }
+    sum += y[i].d * h2f(x[i].d) * (float)isum;
+  }
+  return sum;
+}
+
+float ref_dot_q4_K(int64_t n, const void* w, const void* a) {
+  const BlockQ4_K* x = (const BlockQ4_K*)w;
+  const BlockQ8_K* y = (const BlockQ8_K*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; i++) {
+    int isum = 0, msum = 0;
+    for (int j = 0; j < 8; j++) {
+      int sc, m;
+      k4_scale_min(x[i].scales, j, sc, m);
+      const uint8_t* q = x[i].qs + 32 * (j >> 1);
+      const int shift = (j & 1) * 4;
+      int s = 0;
+      for (int l = 0; l < 32; l++) s += ((q[l] >> shift) & 0xF) * y[i].qs[32 * j + l];
+      isum += sc * s;
+      msum += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    sum += h2f(x[i].d) * y[i].d * (float)isum - h2f(x[i].dmin) * y[i].d * (float)msum;
+  }
+  return sum;
+}
+
+float ref_dot_q5_K(int64_t n, const void* w, const void* a) {
+  const BlockQ5_K* x = (const BlockQ5_K*)w;
+  const BlockQ8_K* y = (const BlockQ8_K*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; i++) {
+    int isum = 0, msum = 0;
+    for (int j = 0; j < 8; j++) {
+      int sc, m;
+      k4_scale_min(x[i].scales, j, sc, m);
+      const uint8_t* q = x[i].qs + 32 * (j >> 1);
+      const int shift = (j & 1) * 4;
+      int s = 0;
+      for (int l = 0; l < 32; l++) {
+        const int v = ((q[l] >> shift) & 0xF) | (((x[i].qh[l] >> j) & 1) << 4);
+        s += v * y[i].qs[32 * j + l];
+      }
+      isum += sc * s;
+      msum += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    sum += h2f(x[i].d) * y[i].d * (float)isum - h2f(x[i].dmin) * y[i].d * (float)msum;
+  }
+  return sum;
+}
+
+float ref_dot_q6_K(int64_t n, const void* w, const void* a) {
+  const BlockQ6_K* x = (const BlockQ6_K*)w;
+  const BlockQ8_K* y = (const BlockQ8_K*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK_K; i++) {
+    int isum = 0;
+    for (int j = 0; j < 16; j++) {
+      int s = 0;
+      for (int t = 0; t < 16; t++) {
+        const int e = 16 * j + t, g = e >> 7, k = (e >> 5) & 3, l = e & 31;
+        const uint8_t qlb = x[i].ql[64 * g + 32 * (k & 1) + l];
+        const int lo = k < 2 ? (qlb & 0xF) : (qlb >> 4);
+        const int hi = (x[i].qh[32 * g + l] >> (2 * k)) & 3;
+        s += ((lo | (hi << 4)) - 32) * y[i].qs[e];
+      }
+      isum += x[i].scales[j] * s;
+    }
+    sum += h2f(x[i].d) * y[i].d * (float)isum;
+  }
+  return sum;
+}
+
+DotTable make_scalar_table() {
+  DotTable t;
+  auto dot = [&](QType q, VecDotFn f) { t.vec_dot[(uint32_t)q] = f; };
+  dot(QType::F32, ref_dot_f32);
+  dot(QType::F16, ref_dot_f16);
+  dot(QType::BF16, ref_dot_bf16);
+  dot(QType::Q4_0, ref_dot_q4_0);
+  dot(QType::Q4_1, ref_dot_q4_1);
+  dot(QType::Q5_0, ref_dot_q5_0);
+  dot(QType::Q5_1, ref_dot_q5_1);
+  dot(QType::Q8_0, ref_dot_q8_0);
+  dot(QType::IQ4_NL, ref_dot_iq4_nl);
+  dot(QType::Q2_K, ref_dot_q2_K);
+  dot(QType::Q3_K, ref_dot_q3_K);
+  dot(QType::Q4_K, ref_dot_q4_K);
+  dot(QType::Q5_K, ref_dot_q5_K);
+  dot(QType::Q6_K, ref_dot_q6_K);
+  auto quant = [&](QType q, QuantizeRowFn f) { t.quantize_row[(uint32_t)q] = f; };
+  quant(QType::F32, quantize_f32);
+  quant(QType::F16, quantize_f16);
+  quant(QType::BF16, quantize_bf16);
+  quant(QType::Q8_0, quantize_q8_0);
+  quant(QType::Q8_1, quantize_q8_1);
+  quant(QType::Q8_K, quantize_q8_K);
+  return t;
+}
+
+// The registration functions are compiled with their ISA's flags (the compiler may use its
+// instructions even for filling the table), so they only run on a CPU that has that ISA; a
+// table asked for beyond detected_isa() is the detected one.
+DotTable make_table(Isa isa) {
+  if ((int)isa > (int)detected_isa()) isa = detected_isa();
+  DotTable t = make_scalar_table();
+  if (isa >= Isa::Avx2) register_quant_kernels_avx2(t);
+  if (isa >= Isa::Avx512) register_quant_kernels_avx512(t);
+  return t;
+}
+
+const DotTable& active_table() {
+  static const DotTable& t = dot_table(active_isa());
+  return t;
+}
+
+}  // namespace
+
+const DotTable& dot_table(Isa isa) {
+  static const DotTable tables[3] = {make_table(Isa::Scalar), make_table(Isa::Avx2),
+                                     make_table(Isa::Avx512)};
+  return tables[(int)isa];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public entry points
+
+void quantize_row(QType vec_dot_type, const float* src, void* dst, int64_t n) {
+  checked_blocks(vec_dot_type, n, "quantize_row");
+  const QuantizeRowFn f = active_table().quantize_row[(uint32_t)vec_dot_type];
+  if (!f) fail("quantize_row: {} is not an activation type", qtype_name((uint32_t)vec_dot_type));
+  f(src, dst, n);
+}
+
+float vec_dot(QType t, int64_t n, const void* w, const void* a) {
+  const VecDotFn f = (uint32_t)t < kQTypeIdLimit ? active_table().vec_dot[(uint32_t)t] : nullptr;
+  if (!f) fail("vec_dot: no dot product for weight type {}", qtype_name((uint32_t)t));
+  return f(n, w, a);
+}
+
+float vec_dot_ref(QType t, int64_t n, const void* w, const void* a) {
+  checked_blocks(t, n, "vec_dot_ref");
+  const VecDotFn f = dot_table(Isa::Scalar).vec_dot[(uint32_t)t];
+  if (!f) fail("vec_dot_ref: no dot product for weight type {}", qtype_name((uint32_t)t));
+  return f(n, w, a);
+}
+
+}  // namespace stepq

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The stepq CLI as a user meets it: help, bad flags, bad files, streaming output, reproducibility."""
+import os, subprocess, sys, tempfile
+
+BIN = os.environ.get("STEPQ_BIN", "build/stepq")
+MODELS = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
+GEMMA = os.path.join(MODELS, "gemma-3-270m-q4_k_m.gguf")
+failures = []
+
+
+def stepq(*args, input=None, timeout=300):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, input=input, timeout=timeout)
+
+
+def check(cond, what, r=None):
+    if cond:
+        print(f"ok   {what}")
+    else:
+        detail = f"\n  rc={r.returncode}\n  stdout={r.stdout[-500:]!r}\n  stderr={r.stderr[-800:]!r}" if r else ""
+        print(f"FAIL {what}{detail}")
+        failures.append(what)
+
+
+for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor"]:
+    r = stepq(sub, "--help")
+    check(r.returncode == 0 and "Usage" in r.stdout + r.stderr, f"{sub} --help", r)
+
+r = stepq("run", "-m", SMOL, "-p", "hi", "--no-such-flag")
+check(r.returncode != 0 and "no-such-flag" in r.stderr and "Segmentation" not in r.stderr, "unknown flag is named", r)
+
+r = stepq("run", "-m", "/nonexistent.gguf", "-p", "hi")
+check(r.returncode != 0 and "nonexistent" in r.stderr, "missing model file is named", r)
+
+r = stepq("run", "-m", SMOL, "-p", "hi", "-t", "0")
+check(r.returncode != 0 and "threads" in r.stderr.lower(), "bad thread count is refused", r)
+
+with tempfile.TemporaryDirectory() as tmp:
+    # A truncated model: header intact, tensor data cut off.
+    cut = os.path.join(tmp, "cut.gguf")
+    with open(SMOL, "rb") as f, open(cut, "wb") as g:
+        g.write(f.read(5_000_000))
+    r = stepq("run", "-m", cut, "-p", "hi", "-n", "4")
+    check(r.returncode == 1 and "error:" in r.stderr and "past the end" in r.stderr, "truncated model: clear error", r)
+    # Not a GGUF at all.
+    junk = os.path.join(tmp, "junk.gguf")
+    with open(junk, "wb") as g:
+        g.write(b"hello world, definitely not a model" * 100)
+    r = stepq("inspect", junk)
+    check(r.returncode == 1 and "not a GGUF file" in r.stderr, "non-GGUF file: clear error", r)
+
+# Greedy generation is deterministic; stdout carries only the text, stats go to stderr.
+a = stepq("run", "-m", SMOL, "-p", "The capital of France is", "-n", "16", "--temp", "0", "-t", "2")
+b = stepq("run", "-m", SMOL, "-p", "The capital of France is", "-n", "16", "--temp", "0", "-t", "1")
+check(a.returncode == 0 and a.stdout == b.stdout and "Paris" in a.stdout, "greedy run is reproducible across thread counts", a)
+check("tok/s" in a.stderr and "tok/s" not in a.stdout, "statistics go to stderr only", a)
+
+# Sampling with a seed is reproducible; another seed gives another text.
+s1 = stepq("run", "-m", SMOL, "-p", "Once upon a time", "-n", "24", "--temp", "1.0", "--seed", "7", "-q")
+s2 = stepq("run", "-m", SMOL, "-p", "Once upon a time", "-n", "24", "--temp", "1.0", "--seed", "7", "-q")
+s3 = stepq("run", "-m", SMOL, "-p", "Once upon a time", "-n", "24", "--temp", "1.0", "--seed", "8", "-q")
+check(s1.returncode == 0 and s1.stdout == s2.stdout, "same seed, same text", s1)
+check(s1.stdout != s3.stdout, "different seed, different text", s3)
+check(s1.stderr == "", "-q keeps stderr empty", s1)
+
+# Chat template path on both tokenizer families.
+for m in (SMOL, GEMMA):
+    r = stepq("run", "-m", m, "--chat", "-p", "What is 2+2? Answer with a number.", "-n", "24", "--temp", "0")
+    check(r.returncode == 0 and len(r.stdout.strip()) > 0 and "<|im_end|>" not in r.stdout
+          and "<end_of_turn>" not in r.stdout, f"--chat answers ({os.path.basename(m)})", r)
+
+# Interactive chat reads stdin; an empty line ends it.
+r = stepq("chat", "-m", SMOL, "--temp", "0", "-n", "16", input="Say hello.\n\n")
+check(r.returncode == 0 and len(r.stdout.strip()) > 0, "chat answers a message from stdin", r)
+
+# Context overflow is an error, not a crash.
+r = stepq("run", "-m", SMOL, "-p", "word " * 100, "--ctx", "16", "-n", "4")
+check(r.returncode == 1 and "context" in r.stderr, "prompt longer than --ctx: clear error", r)
+
+r = stepq("inspect", GEMMA)
+check(r.returncode == 0 and "gemma3" in r.stdout and "global layers 5,11,17" in r.stdout and "bpw" in r.stdout,
+      "inspect shows architecture, SWA layers and bits per weight", r)
+
+r = stepq("tokenize", "-m", SMOL, "-p", "Hello world", "--ids")
+check(r.returncode == 0 and r.stdout.strip() != "", "tokenize prints ids", r)
+
+print(f"{len(failures)} CLI check(s) failed" if failures else "all CLI checks passed")
+sys.exit(1 if failures else 0)
