@@ -66,7 +66,12 @@ void ThreadPool::run(FunctionRef<void(int, int)> fn) {
     }
   }
   fn(0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Wait for the workers; yield after a while so an oversubscribed machine (more runnable
+  // threads than cores) lets a descheduled worker finish instead of spinning against it.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; spins++) {
+    if (spins < kSpinIterations) cpu_relax();
+    else std::this_thread::yield();
+  }
   job_ = nullptr;
 }
 
