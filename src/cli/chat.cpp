@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
+#include "tokenizer/chat_defaults.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,9 +31,10 @@ struct ChatArgs {
 void do_chat(const ChatArgs& a) {
   auto model = Model::load(a.model);
   const Tokenizer& tok = model->tokenizer();
-  std::string tmpl_src = model->gguf().get_string("tokenizer.chat_template", "");
-  if (tmpl_src.empty()) fail("{}: the model has no chat template (tokenizer.chat_template)", a.model);
-  ChatTemplate tmpl(tmpl_src);
+  ResolvedChatTemplate resolved = resolve_chat_template(model->gguf(), tok);
+  if (resolved.origin != "model")
+    std::fprintf(stderr, "stepq: the model has no chat template; using the %s template\n", resolved.origin.c_str());
+  ChatTemplate tmpl(resolved.source);
   const std::string bos = tok.bos() >= 0 ? tok.token_to_piece(tok.bos(), true) : "";
   const std::string eos = tok.eos() >= 0 ? tok.token_to_piece(tok.eos(), true) : "";
 
@@ -50,8 +52,7 @@ void do_chat(const ChatArgs& a) {
     std::fflush(stderr);
     if (!std::getline(std::cin, line) || line.empty()) break;
     msgs.push_back({"user", line});
-    std::string text = tmpl.apply(msgs, true, bos, eos);
-    if (tok.add_bos() && !bos.empty() && text.rfind(bos, 0) == 0) text = text.substr(bos.size());
+    std::string text = strip_template_bos(tmpl.apply(msgs, true, bos, eos), tok);
     std::vector<int32_t> ids = tok.encode(text, true, true);
     // Reuse the cached prefix; at least one token must be fed to get logits.
     size_t common = 0;

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
+#include "tokenizer/chat_defaults.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -49,16 +50,15 @@ void do_run(const RunArgs& a) {
   std::string text = prompt;
   bool parse_special = false;
   if (a.chat) {
-    std::string tmpl = model->gguf().get_string("tokenizer.chat_template", "");
-    if (tmpl.empty()) fail("{}: the model has no chat template (tokenizer.chat_template); run without --chat", a.model);
+    ResolvedChatTemplate tmpl = resolve_chat_template(model->gguf(), tok);
+    if (tmpl.origin != "model" && !a.quiet)
+      std::fprintf(stderr, "stepq: the model has no chat template; using the %s template\n", tmpl.origin.c_str());
     std::vector<ChatMessage> msgs;
     if (!a.system.empty()) msgs.push_back({"system", a.system});
     msgs.push_back({"user", prompt});
     const std::string bos = tok.bos() >= 0 ? tok.token_to_piece(tok.bos(), true) : "";
     const std::string eos = tok.eos() >= 0 ? tok.token_to_piece(tok.eos(), true) : "";
-    text = ChatTemplate(tmpl).apply(msgs, true, bos, eos);
-    // The tokenizer adds BOS itself; drop the template's copy (as llama.cpp does).
-    if (tok.add_bos() && !bos.empty() && text.rfind(bos, 0) == 0) text = text.substr(bos.size());
+    text = strip_template_bos(ChatTemplate(tmpl.source).apply(msgs, true, bos, eos), tok);
     parse_special = true;
   }
   std::vector<int32_t> ids = tok.encode(text, true, parse_special);

@@ -77,6 +77,8 @@ class Tokenizer {
   std::span<const int32_t> eog_ids() const { return eog_sorted_; }
   std::string_view model() const { return model_; }  // "gpt2" | "llama"
   std::string_view pre() const { return pre_; }
+  // Id of the token whose vocabulary text is exactly `text`, or -1.
+  int32_t find_token(std::string_view text) const { return token_index_.find(text, texts_); }
 
  private:
   // Hash that accepts std::string_view keys without building a std::string.
@@ -93,7 +95,6 @@ class Tokenizer {
   void build_pieces();
   void set_strip_attrs(const GgufFile& f);
   bool valid(int32_t id) const { return id >= 0 && id < n_vocab(); }
-  int32_t find_token(std::string_view text) const { return token_index_.find(text, texts_); }
 
   // One fragment of text or one special token, after the special-token partition.
   struct Fragment {
