@@ -306,6 +306,8 @@ void Tokenizer::load_special_tokens(const GgufFile& f) {
   }
   eog_sorted_.assign(eog_.begin(), eog_.end());
   std::sort(eog_sorted_.begin(), eog_sorted_.end());
+  eog_flag_.assign(texts_.size(), 0);
+  for (int32_t id : eog_sorted_) eog_flag_[id] = 1;
 }
 
 void Tokenizer::build_special_matcher() {

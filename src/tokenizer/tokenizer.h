@@ -70,7 +70,7 @@ class Tokenizer {
   bool add_eos() const { return add_eos_; }
   // End of generation: eos, eot, eom, <|im_end|>, <end_of_turn>, <|endoftext|>, FIM pad/repo/sep,
   // ... exactly the set llama.cpp builds at load.
-  bool is_eog(int32_t id) const { return eog_.count(id) != 0; }
+  bool is_eog(int32_t id) const { return valid(id) && eog_flag_[id]; }  // O(1), no hashing: per-token hot path
   bool is_control(int32_t id) const { return valid(id) && (attrs_[id] & kAttrControl); }
   uint32_t token_attr(int32_t id) const { return valid(id) ? attrs_[id] : 0; }
   const std::string& token_text(int32_t id) const;  // raw vocabulary string
@@ -129,6 +129,7 @@ class Tokenizer {
   bool ignore_merges_ = false;
   std::unordered_set<int32_t> eog_;
   std::vector<int32_t> eog_sorted_;
+  std::vector<uint8_t> eog_flag_;  // (n_vocab) 1 for end-of-generation tokens
 
   // Special-token partition: candidates longest text first (llama.cpp's order), and a byte trie
   // over their texts to find quickly which of them occur in a text at all.
