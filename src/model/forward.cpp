@@ -81,7 +81,7 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
   Buffers& b = *buf_;
   const int T = (int)b.tok_seq.size();
   const int nh = c.n_head, hd = c.head_dim, group = c.n_head / c.n_head_kv;
-  const int qd = nh * hd, kvd = c.n_head_kv * hd;
+  const int qd = nh * hd;
   const float kq_scale = c.arch == Arch::Gemma3 ? 1.0f : c.attn_scale;  // gemma3 scales q instead
   const AttentionKernels& ak = attention_kernels();
   std::atomic<int64_t> next{0};
@@ -120,7 +120,6 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
     }
   };
   pool_.run(body);
-  (void)kvd;
 }
 
 void Forward::ffn(int layer, int T) {
