@@ -24,7 +24,10 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t x_stride, float*
 
   // 2. Blocks of weight rows: each block is read from memory once and stays in cache while
   //    every activation row is dotted with it.
-  const int64_t rows_per_task = n == 1 ? 16 : 8;
+  //    A few large tasks per thread: enough to balance, few enough that the shared task counter
+  //    (a cache line both cores write) is not touched every few kilobytes of weights.
+  const int64_t tasks = (int64_t)pool.size() * 4;
+  const int64_t rows_per_task = std::max<int64_t>(8, (W.out + tasks - 1) / tasks);
   pool.parallel_for(W.out, rows_per_task, [&](int64_t r0, int64_t r1) {
     for (int64_t t = 0; t < n; t++) {
       const uint8_t* a = act + (size_t)t * act_row;
