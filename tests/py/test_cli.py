@@ -77,6 +77,14 @@ check(r.returncode == 0 and len(r.stdout.strip()) > 0, "chat answers a message f
 r = stepq("run", "-m", SMOL, "-p", "word " * 100, "--ctx", "16", "-n", "4")
 check(r.returncode == 1 and "context" in r.stderr, "prompt longer than --ctx: clear error", r)
 
+# A context that cannot fit in memory is refused before anything is allocated.
+QWEN15 = os.path.join(MODELS, "qwen2.5-coder-1.5b-instruct.gguf")
+r = stepq("run", "-m", QWEN15, "-p", "hi", "--ctx", "1000000", "-q")
+check(r.returncode == 1 and "KV cache" in r.stderr and "--ctx" in r.stderr, "oversized --ctx: clear error, no OOM kill", r)
+
+r = stepq("run", "-m", SMOL, "-p", "abc\udcff", "-n", "2")
+check(r.returncode == 1 and "UTF-8" in r.stderr, "invalid UTF-8 prompt: clear error", r)
+
 r = stepq("inspect", GEMMA)
 check(r.returncode == 0 and "gemma3" in r.stdout and "global layers 5,11,17" in r.stdout and "bpw" in r.stdout,
       "inspect shows architecture, SWA layers and bits per weight", r)
