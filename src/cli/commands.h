@@ -14,6 +14,7 @@ void add_chat(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_dump_tensor(CLI::App& app);
 void add_dump_logits(CLI::App& app);
+void add_perplexity(CLI::App& app);
 void add_tokenize(CLI::App& app);
 
 inline int default_threads() {

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""llama.cpp's perplexity on wikitext2 for the real models, computed with llama-cpp-python on the
+same windows llama-perplexity (and `stepq perplexity`) uses: the whole file tokenized once (BOS
+added if the model adds it), non-overlapping windows of N_CTX tokens, each evaluated from an empty
+cache with its first token replaced by BOS when the model adds BOS, the second half scored.
+
+    ~/.cache/stepq/venv-ref/bin/python tools/make_perplexity_reference.py [MODEL ...]
+
+Writes tests/data/perplexity/reference.json.
+"""
+import hashlib, json, os, sys
+
+import numpy as np
+import llama_cpp
+from llama_cpp import Llama
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEXT = os.path.join(ROOT, "..", "shared", "data", "wikitext2", "wiki.test.raw")
+MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+OUT = os.path.join(ROOT, "tests", "data", "perplexity", "reference.json")
+MODELS = {
+    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "gemma3": "gemma-3-270m-q4_k_m.gguf",
+    "qwen0.5b": "qwen2.5-coder-0.5b-instruct.gguf",
+    "qwen1.5b": "qwen2.5-coder-1.5b-instruct.gguf",
+}
+N_CTX, N_CHUNKS = 512, 16
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(name):
+    path = os.path.join(MODELS_DIR, MODELS[name])
+    llm = Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, logits_all=True, n_threads=2, verbose=False)
+    text = open(TEXT, "rb").read()
+    tokens = llm.tokenize(text, add_bos=True, special=False)
+    add_bos = len(llm.tokenize(b"a", add_bos=True)) > len(llm.tokenize(b"a", add_bos=False))
+    first = N_CTX // 2
+    nll = nll2 = 0.0
+    count = 0
+    for i in range(N_CHUNKS):
+        window = list(tokens[i * N_CTX:(i + 1) * N_CTX])
+        if add_bos:
+            window[0] = llm.token_bos()
+        llm.reset()
+        llm.eval(window)
+        logits = np.array(llm.scores[:N_CTX], dtype=np.float64)
+        for j in range(first, N_CTX - 1):
+            row = logits[j]
+            m = row.max()
+            v = -((row[tokens[i * N_CTX + j + 1]] - m) - np.log(np.exp(row - m).sum()))
+            nll += v
+            nll2 += v * v
+        count += N_CTX - 1 - first
+        print(f"[{name}] [{i + 1}]{np.exp(nll / count):.4f}", file=sys.stderr)
+    mean = nll / count
+    ppl = float(np.exp(mean))
+    var = nll2 / count - mean * mean
+    err = float(np.sqrt(var / (count - 1)) * ppl)
+    return {"model_file": MODELS[name], "model_sha256": sha256_of(path), "n_tokens": len(tokens),
+            "ppl": ppl, "ppl_error": err, "n_scored": count}
+
+
+def main():
+    data = {}
+    if os.path.exists(OUT):
+        data = json.load(open(OUT))
+    data.update({"reference": f"llama-cpp-python {llama_cpp.__version__} (f16 KV cache, no flash attention, batch = window)",
+                 "text": "../shared/data/wikitext2/wiki.test.raw (as is)", "n_ctx": N_CTX, "n_chunks": N_CHUNKS})
+    data.setdefault("models", {})
+    for name in sys.argv[1:] or list(MODELS):
+        data["models"][name] = run(name)
+        with open(OUT, "w") as f:
+            json.dump(data, f, indent=1)
+        print(f"[{name}] PPL = {data['models'][name]['ppl']:.4f} +/- {data['models'][name]['ppl_error']:.5f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
