@@ -8,7 +8,10 @@ Idempotent: a file already present with the right checksum is left alone.
 usage: scripts/fetch-models.py [--dir DIR] [MODEL ...]      (default: all GGUF models)
        scripts/fetch-models.py --list
 """
-import argparse, hashlib, os, re, shutil, subprocess, sys, tempfile, zipfile
+import argparse, hashlib, os, re, subprocess, sys, tempfile, zipfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from stepq_models import models_dir, sha256_of  # noqa: E402
 
 MODELS = {
     "smollm2-135m": dict(
@@ -42,12 +45,6 @@ def log(msg):
     print(f"[fetch-models] {msg}", file=sys.stderr, flush=True)
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(name, spec, out_dir):
@@ -102,7 +99,7 @@ def fetch(name, spec, out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", default=os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models")))
+    ap.add_argument("--dir", default=models_dir())
     ap.add_argument("--list", action="store_true", help="list the known models and exit")
     ap.add_argument("models", nargs="*", help="model names (default: all)")
     a = ap.parse_args()

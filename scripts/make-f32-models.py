@@ -8,20 +8,14 @@ and checked; idempotent (an existing file with the right size and checksum is ke
 
 usage: scripts/make-f32-models.py [--dir DIR] [MODEL ...]   (default: all four)
 """
-import argparse, hashlib, os, sys
+import argparse, os, sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from stepq_models import MODEL_FILES as SOURCES, f32_file, models_dir, sha256_of  # noqa: E402
 
-SOURCES = {
-    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma3": "gemma-3-270m-q4_k_m.gguf",
-    "qwen0.5b": "qwen2.5-coder-0.5b-instruct.gguf",
-    "qwen1.5b": "qwen2.5-coder-1.5b-instruct.gguf",
-}
 # sha256 of the outputs made with gguf==0.19.0 (update with --print-sha if the writer changes).
-EXPECTED = {}
 EXPECTED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "f32-models.sha256")
 
 
@@ -29,16 +23,6 @@ def log(msg):
     print(f"[make-f32-models] {msg}", file=sys.stderr, flush=True)
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def out_name(src):
-    return src.replace(".gguf", ".f32.gguf")
 
 
 def convert(src, dst):
@@ -60,7 +44,7 @@ def convert(src, dst):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", default=os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models")))
+    ap.add_argument("--dir", default=models_dir())
     ap.add_argument("--print-sha", action="store_true", help="print the outputs' sha256 lines (to record them)")
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
@@ -76,7 +60,7 @@ def main():
         src = os.path.join(a.dir, SOURCES[name])
         if not os.path.exists(src):
             sys.exit(f"error: {src} is missing: run scripts/fetch-models.py first")
-        dst = os.path.join(a.dir, out_name(SOURCES[name]))
+        dst = os.path.join(a.dir, f32_file(SOURCES[name]))
         want = expected.get(os.path.basename(dst))
         if os.path.exists(dst) and want and sha256_of(dst) == want:
             log(f"{name}: ok ({dst})")

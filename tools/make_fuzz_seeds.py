@@ -14,10 +14,10 @@ import gguf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_util import architecture, copy_metadata  # noqa: E402
+from stepq_models import MODEL_FILES, models_dir  # noqa: E402
 
-MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
-FILES = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf",
-         "qwen2.5-coder-0.5b-instruct.gguf", "qwen2.5-coder-1.5b-instruct.gguf"]
+MODELS_DIR = models_dir()
+FILES = list(MODEL_FILES.values())
 
 
 def shrink(path, out, n_tokens):

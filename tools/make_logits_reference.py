@@ -25,7 +25,7 @@ other engine is measured against.
 The .json holds the model sha256, llama-cpp-python version, K, and for each greedy prompt the
 prompt token ids, the generated ids and, per step, the top-2 ids and logits (near-tie evidence).
 """
-import hashlib, json, os, struct, sys
+import json, os, struct, sys
 
 import numpy as np
 import llama_cpp
@@ -34,15 +34,11 @@ from llama_cpp import Llama
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(ROOT, "..", "shared")
-MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
-OUT = os.path.join(ROOT, "tests", "data", "logits")
+sys.path.insert(0, HERE)
+from stepq_models import MODEL_FILES as MODELS, f32_file, models_dir, sha256_of  # noqa: E402
 
-MODELS = {
-    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma3": "gemma-3-270m-q4_k_m.gguf",
-    "qwen0.5b": "qwen2.5-coder-0.5b-instruct.gguf",
-    "qwen1.5b": "qwen2.5-coder-1.5b-instruct.gguf",
-}
+MODELS_DIR = models_dir()
+OUT = os.path.join(ROOT, "tests", "data", "logits")
 N_TOKENS = 1024
 TOP_K = 16
 GREEDY_STEPS = 128
@@ -56,12 +52,6 @@ PROMPTS = [
 ]
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def logsumexp(row):
@@ -83,7 +73,7 @@ def agreement(a, b):
 
 
 def run(name, f32):
-    file = MODELS[name].replace(".gguf", ".f32.gguf") if f32 else MODELS[name]
+    file = f32_file(MODELS[name]) if f32 else MODELS[name]
     tag = name + (".f32" if f32 else "")
     path = os.path.join(MODELS_DIR, file)
     if not os.path.exists(path):

@@ -8,7 +8,7 @@ cache with its first token replaced by BOS when the model adds BOS, the second h
 
 Writes tests/data/perplexity/reference.json.
 """
-import hashlib, json, os, sys
+import json, os, sys
 
 import numpy as np
 import llama_cpp
@@ -16,23 +16,14 @@ from llama_cpp import Llama
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = os.path.join(ROOT, "..", "shared", "data", "wikitext2", "wiki.test.raw")
-MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from stepq_models import MODEL_FILES as MODELS, models_dir, sha256_of  # noqa: E402
+
+MODELS_DIR = models_dir()
 OUT = os.path.join(ROOT, "tests", "data", "perplexity", "reference.json")
-MODELS = {
-    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
-    "gemma3": "gemma-3-270m-q4_k_m.gguf",
-    "qwen0.5b": "qwen2.5-coder-0.5b-instruct.gguf",
-    "qwen1.5b": "qwen2.5-coder-1.5b-instruct.gguf",
-}
 N_CTX, N_CHUNKS = 512, 16
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(name):

@@ -44,7 +44,10 @@ from llama_cpp import Llama
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared"))
-MODELS_DIR = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+sys.path.insert(0, HERE)
+from stepq_models import models_dir, sha256_of  # noqa: E402
+
+MODELS_DIR = models_dir()
 OUT = os.path.join(ROOT, "tests", "data", "tokenizer")
 
 MODELS = {
@@ -184,12 +187,6 @@ def ids_bytes(ids):
     return b"".join(int(i).to_bytes(4, "little", signed=True) for i in ids)
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def expected_sha256(fname):
