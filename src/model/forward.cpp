@@ -27,8 +27,8 @@ struct Forward::Buffers {
   std::vector<float> gate, up;             // (T, F)
   std::vector<float> rope_cos, rope_sin;   // (T, n_rot/2) at rope_base
   std::vector<float> rope_cos_swa, rope_sin_swa;  // (T, n_rot/2) at rope_base_swa
-  std::vector<float> scores;               // (threads, ctx) attention weights
-  std::vector<float> q16;                  // (threads, hd) query rounded to f16 (values as f32)
+  std::vector<float> scores;               // (threads, group, ctx) attention weights
+  std::vector<float> q16;                  // (threads, group, hd) queries rounded to f16 (values as f32)
   std::vector<int> out_rows;               // token rows that produce logits
   std::vector<float> xo;                   // (n_out, E)
   std::vector<float> logits;               // (n_out, V)
@@ -68,54 +68,76 @@ void Forward::reserve(int T, int n_out, int max_ctx) {
   }
   if (max_ctx > b.cap_ctx) {
     b.cap_ctx = max_ctx;
-    b.scores.resize((size_t)pool_.size() * max_ctx);
+    b.scores.resize((size_t)pool_.size() * max_ctx * (c.n_head / c.n_head_kv));
   }
-  if (b.q16.size() < (size_t)pool_.size() * c.head_dim) b.q16.resize((size_t)pool_.size() * c.head_dim);
+  const size_t q16_size = (size_t)pool_.size() * c.n_head / c.n_head_kv * c.head_dim;
+  if (b.q16.size() < q16_size) b.q16.resize(q16_size);
 }
 
-// Scaled dot-product attention of every new token against its sequence's cache, with
+// Scaled dot-product attention of every new token against its sequence's pages, with
 // llama.cpp's non-flash numerics: q rounded to f16 against the f16 keys, softmax in f32 (sum in
-// double), probabilities rounded to f16 against the f16 values.
+// double), probabilities rounded to f16 against the f16 values. A task is one token and one KV
+// head with (a slice of) the query heads that share it, so each key and value row is read once
+// per group; keys are visited in position order whatever the page size, so the result does not
+// depend on the paging.
 void Forward::attention(int layer, std::span<const SequenceInput> batch, bool swa) {
   const ModelConfig& c = model_.config();
   Buffers& b = *buf_;
   const int T = (int)b.tok_seq.size();
-  const int nh = c.n_head, hd = c.head_dim, group = c.n_head / c.n_head_kv;
-  const int qd = nh * hd;
+  const int nkv = c.n_head_kv, hd = c.head_dim, group = c.n_head / c.n_head_kv;
+  const int qd = c.n_head * hd;
   const float kq_scale = c.arch == Arch::Gemma3 ? 1.0f : c.attn_scale;  // gemma3 scales q instead
   const AttentionKernels& ak = attention_kernels();
+  // Few tokens and few KV heads (decode; Gemma 3 has one KV head): split a group's query heads
+  // over tasks too, so every thread has work.
+  const int64_t base_tasks = (int64_t)T * nkv;
+  const int slices = (int)std::min<int64_t>(group, std::max<int64_t>(1, (2 * pool_.size() + base_tasks - 1) / base_tasks));
+  const int per_slice = (group + slices - 1) / slices;
+  const int64_t n_tasks = base_tasks * slices;
   std::atomic<int64_t> next{0};
-  const int64_t n_tasks = (int64_t)T * nh;
   auto body = [&](int tid, int) {
-    float* scores = b.scores.data() + (size_t)tid * b.cap_ctx;
-    float* q16 = b.q16.data() + (size_t)tid * hd;
+    float* scores = b.scores.data() + (size_t)tid * group * b.cap_ctx;
+    float* q16 = b.q16.data() + (size_t)tid * group * hd;
     for (;;) {
       const int64_t task = next.fetch_add(1, std::memory_order_relaxed);
       if (task >= n_tasks) break;
-      const int t = (int)(task / nh), head = (int)(task % nh), kvh = head / group;
+      const int t = (int)(task / (nkv * slices));
+      const int kvh = (int)(task / slices % nkv);
+      const int g0 = (int)(task % slices) * per_slice, G = std::min(group, g0 + per_slice) - g0;
+      if (G <= 0) continue;
       const KvCache& kv = *batch[b.tok_seq[t]].kv;
+      const KvPool& pool = kv.pool();
+      const int P = pool.page_tokens();
       const int pos = b.tok_pos[t];
       const int lo = swa && c.n_swa > 0 ? std::max(0, pos - c.n_swa + 1) : 0;
-      const float* q = b.q.data() + (size_t)t * qd + (size_t)head * hd;
-      for (int d = 0; d < hd; d++) q16[d] = f16_lookup(fp32_to_fp16(q[d]));
-      float mx = -INFINITY;
-      for (int j = lo; j <= pos; j++) {
-        const float s = ak.dot_f16(kv.k(layer, j) + (size_t)kvh * hd, q16, hd) * kq_scale;
-        scores[j - lo] = s;
-        mx = std::max(mx, s);
+      const int n = pos - lo + 1;
+      const int head0 = kvh * group + g0;
+      const float* q = b.q.data() + (size_t)t * qd + (size_t)head0 * hd;
+      for (int i = 0; i < G * hd; i++) q16[i] = f16_lookup(fp32_to_fp16(q[i]));
+      for (int pb = lo / P; pb <= pos / P; pb++) {
+        const int j0 = std::max(lo, pb * P), j1 = std::min(pos + 1, (pb + 1) * P);
+        ak.scores_f16(pool.k(kv.pages()[pb], layer, kvh) + (size_t)(j0 - pb * P) * hd, j1 - j0, q16, G, hd,
+                      kq_scale, scores + (j0 - lo), n);
       }
-      double sum = 0.0;
-      for (int j = lo; j <= pos; j++) {
-        const float e = std::exp(scores[j - lo] - mx);
-        scores[j - lo] = e;
-        sum += e;
+      for (int g = 0; g < G; g++) {
+        float* s = scores + (size_t)g * n;
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++) mx = std::max(mx, s[j]);
+        double sum = 0.0;
+        for (int j = 0; j < n; j++) {
+          const float e = std::exp(s[j] - mx);
+          s[j] = e;
+          sum += e;
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int j = 0; j < n; j++) s[j] = f16_lookup(fp32_to_fp16(s[j] * inv));
       }
-      const float inv = (float)(1.0 / sum);
-      float* out = b.att.data() + (size_t)t * qd + (size_t)head * hd;
-      std::fill(out, out + hd, 0.0f);
-      for (int j = lo; j <= pos; j++) {
-        const float p = f16_lookup(fp32_to_fp16(scores[j - lo] * inv));
-        ak.axpy_f16(p, kv.v(layer, j) + (size_t)kvh * hd, out, hd);
+      float* out = b.att.data() + (size_t)t * qd + (size_t)head0 * hd;
+      std::fill(out, out + (size_t)G * hd, 0.0f);
+      for (int pb = lo / P; pb <= pos / P; pb++) {
+        const int j0 = std::max(lo, pb * P), j1 = std::min(pos + 1, (pb + 1) * P);
+        ak.accum_f16(pool.v(kv.pages()[pb], layer, kvh) + (size_t)(j0 - pb * P) * hd, j1 - j0, scores + (j0 - lo), n,
+                     G, hd, out);
       }
     }
   };
@@ -159,6 +181,11 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
     if (end > in.kv->capacity())
       fail("context full: sequence {} would reach {} tokens but its context holds {} (use a larger --ctx)", s,
            end, in.kv->capacity());
+    int64_t pool_need = 0;  // pages the whole batch takes from this sequence's pool
+    for (size_t o = 0; o <= s; o++)
+      if (&batch[o].kv->pool() == &in.kv->pool())
+        pool_need += batch[o].kv->pages_needed(batch[o].kv->length() + (int)batch[o].tokens.size());
+    in.kv->pool().require(pool_need);
     for (int32_t tok : in.tokens)
       if (tok < 0 || tok >= c.n_vocab) fail("forward: token id {} is outside the vocabulary [0, {})", tok, c.n_vocab);
     out_offset_[s] = n_out;
@@ -168,6 +195,7 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
     max_ctx = std::max(max_ctx, end);
   }
   if (T == 0) return {};
+  for (const SequenceInput& in : batch) in.kv->prepare(in.kv->length() + (int)in.tokens.size());
   reserve(T, n_out, max_ctx);
   b.tok_seq.resize(T);
   b.tok_pos.resize(T);
@@ -230,12 +258,16 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
         rope(k + hh * hd, rc + (size_t)t * half, rs + (size_t)t * half, c.n_rot);
       }
       KvCache& kv = *batch[b.tok_seq[t]].kv;
-      uint16_t* kc = kv.k(l, b.tok_pos[t]);
-      uint16_t* vc = kv.v(l, b.tok_pos[t]);
+      const int32_t page = kv.page_of(b.tok_pos[t]);
+      const size_t row = (size_t)kv.row_of(b.tok_pos[t]) * hd;
       const float* v = &b.v[(size_t)t * kvd];
-      for (int i = 0; i < kvd; i++) {
-        kc[i] = fp32_to_fp16(k[i]);
-        vc[i] = fp32_to_fp16(v[i]);
+      for (int hh = 0; hh < nkv; hh++) {
+        uint16_t* kc = kv.pool().k(page, l, hh) + row;
+        uint16_t* vc = kv.pool().v(page, l, hh) + row;
+        for (int d = 0; d < hd; d++) {
+          kc[d] = fp32_to_fp16(k[hh * hd + d]);
+          vc[d] = fp32_to_fp16(v[hh * hd + d]);
+        }
       }
     }
     attention(l, batch, swa);

@@ -18,7 +18,15 @@ float dot_f16_scalar(const uint16_t* k, const float* q, int n) {
 void axpy_f16_scalar(float p, const uint16_t* v, float* out, int n) {
   for (int i = 0; i < n; i++) out[i] += p * f16_lookup(v[i]);
 }
-const AttentionKernels kScalar = {dot_f16_scalar, axpy_f16_scalar};
+void scores_f16_scalar(const uint16_t* k, int n, const float* q, int G, int hd, float scale, float* s, int ld) {
+  for (int j = 0; j < n; j++)
+    for (int g = 0; g < G; g++) s[(size_t)g * ld + j] = dot_f16_scalar(k + (size_t)j * hd, q + (size_t)g * hd, hd) * scale;
+}
+void accum_f16_scalar(const uint16_t* v, int n, const float* p, int ld, int G, int hd, float* out) {
+  for (int j = 0; j < n; j++)
+    for (int g = 0; g < G; g++) axpy_f16_scalar(p[(size_t)g * ld + j], v + (size_t)j * hd, out + (size_t)g * hd, hd);
+}
+const AttentionKernels kScalar = {dot_f16_scalar, axpy_f16_scalar, scores_f16_scalar, accum_f16_scalar};
 }  // namespace
 
 const AttentionKernels& attention_kernels_scalar() { return kScalar; }

@@ -39,7 +39,21 @@ void axpy_f16(float p, const uint16_t* v, float* out, int n) {
   }
 }
 
-const AttentionKernels kAvx512 = {dot_f16, axpy_f16};
+void scores_f16(const uint16_t* k, int n, const float* q, int G, int hd, float scale, float* s, int ld) {
+  for (int j = 0; j < n; j++) {
+    const uint16_t* kj = k + (size_t)j * hd;
+    for (int g = 0; g < G; g++) s[(size_t)g * ld + j] = dot_f16(kj, q + (size_t)g * hd, hd) * scale;
+  }
+}
+
+void accum_f16(const uint16_t* v, int n, const float* p, int ld, int G, int hd, float* out) {
+  for (int j = 0; j < n; j++) {
+    const uint16_t* vj = v + (size_t)j * hd;
+    for (int g = 0; g < G; g++) axpy_f16(p[(size_t)g * ld + j], vj, out + (size_t)g * hd, hd);
+  }
+}
+
+const AttentionKernels kAvx512 = {dot_f16, axpy_f16, scores_f16, accum_f16};
 
 }  // namespace
 
