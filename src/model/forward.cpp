@@ -113,11 +113,12 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
       const int n = pos - lo + 1;
       const int head0 = kvh * group + g0;
       const float* q = b.q.data() + (size_t)t * qd + (size_t)head0 * hd;
-      for (int i = 0; i < G * hd; i++) q16[i] = f16_lookup(fp32_to_fp16(q[i]));
+      std::copy(q, q + (size_t)G * hd, q16);
+      ak.round_f16(q16, G * hd);
       for (int pb = lo / P; pb <= pos / P; pb++) {
         const int j0 = std::max(lo, pb * P), j1 = std::min(pos + 1, (pb + 1) * P);
-        ak.scores_f16(pool.k(kv.pages()[pb], layer, kvh) + (size_t)(j0 - pb * P) * hd, j1 - j0, q16, G, hd,
-                      kq_scale, scores + (j0 - lo), n);
+        ak.scores_f16(pool.k(kv.pages()[pb], layer, kvh) + (j0 - pb * P), P, j1 - j0, q16, G, hd, kq_scale,
+                      scores + (j0 - lo), n);
       }
       for (int g = 0; g < G; g++) {
         float* s = scores + (size_t)g * n;
@@ -130,7 +131,8 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
           sum += e;
         }
         const float inv = (float)(1.0 / sum);
-        for (int j = 0; j < n; j++) s[j] = f16_lookup(fp32_to_fp16(s[j] * inv));
+        for (int j = 0; j < n; j++) s[j] *= inv;
+        ak.round_f16(s, n);
       }
       float* out = b.att.data() + (size_t)t * qd + (size_t)head0 * hd;
       std::fill(out, out + (size_t)G * hd, 0.0f);
@@ -259,13 +261,13 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
       }
       KvCache& kv = *batch[b.tok_seq[t]].kv;
       const int32_t page = kv.page_of(b.tok_pos[t]);
-      const size_t row = (size_t)kv.row_of(b.tok_pos[t]) * hd;
+      const int row = kv.row_of(b.tok_pos[t]), P = kv.pool().page_tokens();
       const float* v = &b.v[(size_t)t * kvd];
       for (int hh = 0; hh < nkv; hh++) {
-        uint16_t* kc = kv.pool().k(page, l, hh) + row;
-        uint16_t* vc = kv.pool().v(page, l, hh) + row;
+        uint16_t* kc = kv.pool().k(page, l, hh) + row;  // transposed: column `row`
+        uint16_t* vc = kv.pool().v(page, l, hh) + (size_t)row * hd;
         for (int d = 0; d < hd; d++) {
-          kc[d] = fp32_to_fp16(k[hh * hd + d]);
+          kc[(size_t)d * P] = fp32_to_fp16(k[hh * hd + d]);
           vc[d] = fp32_to_fp16(v[hh * hd + d]);
         }
       }

@@ -67,12 +67,8 @@ void KvPool::release(int32_t page) {
   if (--refs_[page] == 0) free_.push_back(page);
 }
 
-void KvPool::copy_page(int32_t dst, int32_t src, int n_tokens) {
-  const size_t n = (size_t)n_tokens * head_dim_ * sizeof(uint16_t);
-  for (int l = 0; l < n_layer_; l++)
-    for (int kv = 0; kv < 2; kv++)
-      for (int h = 0; h < n_head_kv_; h++)
-        std::memcpy(base_ + offset(dst, l, kv, h), base_ + offset(src, l, kv, h), n);
+void KvPool::copy_page(int32_t dst, int32_t src) {
+  std::memcpy(base_ + (size_t)dst * page_elems_, base_ + (size_t)src * page_elems_, page_bytes());
 }
 
 KvCache::KvCache(std::shared_ptr<KvPool> pool, int max_length) : pool_(std::move(pool)), max_length_(max_length) {
@@ -125,7 +121,7 @@ void KvCache::prepare(int n) {
     int32_t& last = pages_[length_ / P];
     if (pool_->refcount(last) > 1) {
       const int32_t copy = pool_->allocate();
-      pool_->copy_page(copy, last, length_ % P);
+      pool_->copy_page(copy, last);
       pool_->release(last);
       last = copy;
     }

@@ -13,8 +13,10 @@
 // how much is in use, never a crash. Not thread-safe: one scheduler thread owns a pool (the
 // forward allocates before it goes parallel).
 //
-// Page layout, per layer: K then V, each (n_head_kv, page_tokens, head_dim) row-major, so the
-// keys of one KV head in one page are a contiguous (page_tokens, head_dim) matrix.
+// Page layout, per layer: K then V. Keys are stored transposed, (n_head_kv, head_dim,
+// page_tokens): the scores of 16 positions against a query are then plain vector fmas over
+// head_dim, with no horizontal sums. Values are (n_head_kv, page_tokens, head_dim): the p·v
+// accumulation reads whole rows.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -51,7 +53,8 @@ class KvPool {
   int n_head_kv() const { return n_head_kv_; }
   int n_layer() const { return n_layer_; }
 
-  // Keys / values of KV head `head` of `layer` in page `page`: (page_tokens, head_dim) f16.
+  // Keys of KV head `head` of `layer` in page `page`: (head_dim, page_tokens) f16 (transposed);
+  // values: (page_tokens, head_dim) f16.
   uint16_t* k(int32_t page, int layer, int head) { return base_ + offset(page, layer, 0, head); }
   uint16_t* v(int32_t page, int layer, int head) { return base_ + offset(page, layer, 1, head); }
   const uint16_t* k(int32_t page, int layer, int head) const { return base_ + offset(page, layer, 0, head); }
@@ -62,8 +65,7 @@ class KvPool {
   void retain(int32_t page) { refs_[page]++; }
   void release(int32_t page);
   int refcount(int32_t page) const { return refs_[page]; }
-  // Copies positions [0, n_tokens) of every layer and head from page src to page dst.
-  void copy_page(int32_t dst, int32_t src, int n_tokens);
+  void copy_page(int32_t dst, int32_t src);  // every layer and head
 
  private:
   size_t offset(int32_t page, int layer, int kv, int head) const {

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <ctime>
+#include <thread>
 #include <vector>
 
 #include "base/error.h"
@@ -38,6 +41,28 @@ TEST(ThreadPool, RunGivesEachThreadItsIndex) {
     });
     for (auto& s : seen) ASSERT_EQ(s.load(), 1);
   }
+}
+
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Between jobs the workers spin only briefly, then sleep: an idle engine burns no CPU.
+TEST(ThreadPool, IdlePoolSleeps) {
+  ThreadPool pool(3);
+  std::atomic<int64_t> sum{0};
+  pool.parallel_for(1000, 10, [&](int64_t b, int64_t e) { sum += e - b; });
+  ASSERT_EQ(sum.load(), 1000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the spin phase end
+  const double c0 = process_cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const double used = process_cpu_seconds() - c0;
+  EXPECT_LT(used, 0.03) << "an idle pool of 3 used " << used << " s of CPU in 0.3 s";
+  // And it still wakes up for the next job.
+  pool.parallel_for(1000, 10, [&](int64_t b, int64_t e) { sum += e - b; });
+  EXPECT_EQ(sum.load(), 2000);
 }
 
 TEST(ModelConfig, UnsupportedArchitectureListsSupportedOnes) {

@@ -31,7 +31,7 @@ TEST(KvPool, ForkSharesPagesAndCopiesOnWrite) {
   auto pool = std::make_shared<KvPool>(c, 8, 4);
   KvCache a(pool, 32);
   a.prepare(6);  // two pages, the second half full
-  uint16_t* k = pool->k(a.page_of(5), 1, 1) + a.row_of(5) * c.head_dim;
+  uint16_t* k = pool->v(a.page_of(5), 1, 1) + a.row_of(5) * c.head_dim;
   k[0] = 1234;
   a.set_length(6);
   EXPECT_EQ(pool->free_pages(), 6);
@@ -44,7 +44,7 @@ TEST(KvPool, ForkSharesPagesAndCopiesOnWrite) {
   EXPECT_EQ(pool->free_pages(), 5);
   EXPECT_EQ(a.pages()[0], b->pages()[0]);  // the full page stays shared
   EXPECT_NE(a.pages()[1], b->pages()[1]);
-  EXPECT_EQ(pool->k(b->page_of(5), 1, 1)[a.row_of(5) * c.head_dim], 1234);  // the copy has the data
+  EXPECT_EQ(pool->v(b->page_of(5), 1, 1)[a.row_of(5) * c.head_dim], 1234);  // the copy has the data
   EXPECT_EQ(pool->refcount(a.pages()[1]), 1);
   EXPECT_EQ(a.pages_needed(7), 0);  // the parent's page is its own again: written in place
 

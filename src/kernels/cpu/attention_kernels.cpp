@@ -1,6 +1,7 @@
 #include "kernels/cpu/attention_kernels.h"
 
 #include "base/cpu_features.h"
+#include "base/fp16.h"
 #include "kernels/cpu/ops.h"
 
 namespace stepq {
@@ -10,23 +11,31 @@ const AttentionKernels& attention_kernels_avx2_impl();
 const AttentionKernels& attention_kernels_avx512_impl();
 
 namespace {
-float dot_f16_scalar(const uint16_t* k, const float* q, int n) {
-  float s = 0.0f;
-  for (int i = 0; i < n; i++) s += q[i] * f16_lookup(k[i]);
-  return s;
+void scores_f16_scalar(const uint16_t* kt, int stride, int n, const float* q, int G, int hd, float scale, float* s,
+                       int ld) {
+  for (int g = 0; g < G; g++)
+    for (int j = 0; j < n; j++) {
+      float even = 0.0f, odd = 0.0f;
+      for (int d = 0; d < hd; d++) {
+        const float x = q[(size_t)g * hd + d] * f16_lookup(kt[(size_t)d * stride + j]);
+        if (d % 2 == 0) even += x;
+        else odd += x;
+      }
+      s[(size_t)g * ld + j] = (even + odd) * scale;
+    }
 }
 void axpy_f16_scalar(float p, const uint16_t* v, float* out, int n) {
   for (int i = 0; i < n; i++) out[i] += p * f16_lookup(v[i]);
-}
-void scores_f16_scalar(const uint16_t* k, int n, const float* q, int G, int hd, float scale, float* s, int ld) {
-  for (int j = 0; j < n; j++)
-    for (int g = 0; g < G; g++) s[(size_t)g * ld + j] = dot_f16_scalar(k + (size_t)j * hd, q + (size_t)g * hd, hd) * scale;
 }
 void accum_f16_scalar(const uint16_t* v, int n, const float* p, int ld, int G, int hd, float* out) {
   for (int j = 0; j < n; j++)
     for (int g = 0; g < G; g++) axpy_f16_scalar(p[(size_t)g * ld + j], v + (size_t)j * hd, out + (size_t)g * hd, hd);
 }
-const AttentionKernels kScalar = {dot_f16_scalar, axpy_f16_scalar, scores_f16_scalar, accum_f16_scalar};
+void round_f16_scalar(float* x, int n) {
+  for (int i = 0; i < n; i++) x[i] = f16_lookup(fp32_to_fp16(x[i]));
+}
+const AttentionKernels kScalar = {scores_f16_scalar, axpy_f16_scalar, accum_f16_scalar,
+                                  round_f16_scalar};
 }  // namespace
 
 const AttentionKernels& attention_kernels_scalar() { return kScalar; }

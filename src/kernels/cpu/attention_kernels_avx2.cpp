@@ -1,33 +1,13 @@
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "kernels/cpu/attention_kernels.h"
 
 namespace stepq {
 namespace {
 
-inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 inline float f16_to_f32_1(uint16_t h) { return _cvtsh_ss(h); }
-
-float dot_f16(const uint16_t* k, const float* q, int n) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k + i))), _mm256_loadu_ps(q + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k + i + 8))), _mm256_loadu_ps(q + i + 8),
-                           acc1);
-  }
-  for (; i + 8 <= n; i += 8)
-    acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k + i))), _mm256_loadu_ps(q + i), acc0);
-  float s = hsum256(_mm256_add_ps(acc0, acc1));
-  for (; i < n; i++) s += q[i] * f16_to_f32_1(k[i]);
-  return s;
-}
 
 void axpy_f16(float p, const uint16_t* v, float* out, int n) {
   const __m256 pv = _mm256_set1_ps(p);
@@ -38,10 +18,49 @@ void axpy_f16(float p, const uint16_t* v, float* out, int n) {
   for (; i < n; i++) out[i] += p * f16_to_f32_1(v[i]);
 }
 
-void scores_f16(const uint16_t* k, int n, const float* q, int G, int hd, float scale, float* s, int ld) {
-  for (int j = 0; j < n; j++) {
-    const uint16_t* kj = k + (size_t)j * hd;
-    for (int g = 0; g < G; g++) s[(size_t)g * ld + j] = dot_f16(kj, q + (size_t)g * hd, hd) * scale;
+// Eight keys per vector (see the AVX-512 file); keys past the last multiple of 8 in scalar code
+// with the same even/odd fma sequence.
+template <int G>
+void scores_block(const uint16_t* kt, int stride, int n, const float* q, int hd, float scale, float* s, int ld) {
+  const __m256 sc = _mm256_set1_ps(scale);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 even[G], odd[G];
+    for (int g = 0; g < G; g++) even[g] = odd[g] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+      const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(kt + (size_t)d * stride + j)));
+      for (int g = 0; g < G; g++) {
+        const __m256 qv = _mm256_set1_ps(q[(size_t)g * hd + d]);
+        if (d % 2 == 0) even[g] = _mm256_fmadd_ps(qv, kv, even[g]);
+        else odd[g] = _mm256_fmadd_ps(qv, kv, odd[g]);
+      }
+    }
+    for (int g = 0; g < G; g++) _mm256_storeu_ps(s + (size_t)g * ld + j, _mm256_mul_ps(_mm256_add_ps(even[g], odd[g]), sc));
+  }
+  for (; j < n; j++)
+    for (int g = 0; g < G; g++) {
+      float even = 0.0f, odd = 0.0f;
+      for (int d = 0; d < hd; d++) {
+        const float x = _cvtsh_ss(kt[(size_t)d * stride + j]);
+        if (d % 2 == 0) even = std::fma(q[(size_t)g * hd + d], x, even);
+        else odd = std::fma(q[(size_t)g * hd + d], x, odd);
+      }
+      s[(size_t)g * ld + j] = (even + odd) * scale;
+    }
+}
+
+void scores_f16(const uint16_t* kt, int stride, int n, const float* q, int G, int hd, float scale, float* s, int ld) {
+  for (int g = 0; g < G;) {
+    const int c = G - g < 4 ? G - g : 4;
+    const float* qg = q + (size_t)g * hd;
+    float* sg = s + (size_t)g * ld;
+    switch (c) {
+      case 1: scores_block<1>(kt, stride, n, qg, hd, scale, sg, ld); break;
+      case 2: scores_block<2>(kt, stride, n, qg, hd, scale, sg, ld); break;
+      case 3: scores_block<3>(kt, stride, n, qg, hd, scale, sg, ld); break;
+      default: scores_block<4>(kt, stride, n, qg, hd, scale, sg, ld); break;
+    }
+    g += c;
   }
 }
 
@@ -52,7 +71,14 @@ void accum_f16(const uint16_t* v, int n, const float* p, int ld, int G, int hd, 
   }
 }
 
-const AttentionKernels kAvx2 = {dot_f16, axpy_f16, scores_f16, accum_f16};
+void round_f16(float* x, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+  for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+const AttentionKernels kAvx2 = {scores_f16, axpy_f16, accum_f16, round_f16};
 
 }  // namespace
 
