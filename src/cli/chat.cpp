@@ -24,7 +24,7 @@ struct ChatArgs {
   std::string model, system;
   int n_predict = 1024;
   int threads = default_threads();
-  int ctx = 4096;
+  int ctx = 0;
   SamplerParams sampling;
 };
 
@@ -39,7 +39,7 @@ void do_chat(const ChatArgs& a) {
   const std::string eos = tok.eos() >= 0 ? tok.token_to_piece(tok.eos(), true) : "";
 
   Forward fwd(*model, a.threads);
-  KvCache kv(model->config(), a.ctx);
+  KvCache kv(model->config(), resolve_ctx(a.ctx, model->config()));
   Sampler sampler(a.sampling, model->config().n_vocab);
   std::vector<ChatMessage> msgs;
   if (!a.system.empty()) msgs.push_back({"system", a.system});
@@ -94,7 +94,8 @@ void add_chat(CLI::App& app) {
   c->add_option("--system", a->system, "System prompt");
   c->add_option("-n,--n-predict", a->n_predict, "Most tokens per reply")->capture_default_str();
   c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str()->check(CLI::Range(1, 256));
-  c->add_option("--ctx", a->ctx, "Context size in tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c->add_option("--ctx", a->ctx, "Context size in tokens (default: 4096, or the model's context if shorter)")
+      ->check(CLI::Range(1, 1 << 20));
   add_sampling_flags(c, a->sampling);
   c->callback([a] { do_chat(*a); });
 }

@@ -2,9 +2,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <string>
 #include <thread>
 
+#include "base/error.h"
+#include "model/config.h"
 #include "runtime/sampler.h"
 
 namespace stepq::cli {
@@ -16,6 +19,17 @@ void add_dump_tensor(CLI::App& app);
 void add_dump_logits(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_tokenize(CLI::App& app);
+void add_bench(CLI::App& app);
+
+// The context size of a sequence: --ctx (0 = 4096, or the model's context if that is shorter),
+// never longer than the context the model was trained for.
+inline int resolve_ctx(int ctx, const ModelConfig& c) {
+  const int model_ctx = c.n_ctx_train > 0 ? c.n_ctx_train : 1 << 20;
+  if (ctx == 0) return std::min(4096, model_ctx);
+  if (ctx > model_ctx)
+    fail("--ctx {} is longer than the model's context of {} tokens; use --ctx {} or less", ctx, model_ctx, model_ctx);
+  return ctx;
+}
 
 inline int default_threads() {
   unsigned n = std::thread::hardware_concurrency();

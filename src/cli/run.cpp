@@ -24,7 +24,7 @@ struct RunArgs {
   std::string model, prompt, prompt_file, system;
   int n_predict = 256;
   int threads = default_threads();
-  int ctx = 4096;
+  int ctx = 0;
   bool chat = false, ignore_eos = false, quiet = false;
   SamplerParams sampling;
 };
@@ -64,7 +64,7 @@ void do_run(const RunArgs& a) {
   std::vector<int32_t> ids = tok.encode(text, true, parse_special);
 
   Forward fwd(*model, a.threads);
-  KvCache kv(c, a.ctx);
+  KvCache kv(c, resolve_ctx(a.ctx, c));
   Sampler sampler(a.sampling, c.n_vocab);
   TextStreamer streamer(tok, false);
   GenerateOptions opt;
@@ -99,7 +99,8 @@ void add_run(CLI::App& app) {
   c->add_option("-n,--n-predict", a->n_predict, "Tokens to generate (-1 = until end of generation)")
       ->capture_default_str();
   c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str()->check(CLI::Range(1, 256));
-  c->add_option("--ctx", a->ctx, "Context size in tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c->add_option("--ctx", a->ctx, "Context size in tokens (default: 4096, or the model's context if shorter)")
+      ->check(CLI::Range(1, 1 << 20));
   c->add_flag("--chat", a->chat, "Wrap the prompt in the model's chat template");
   c->add_option("--system", a->system, "System prompt (with --chat)");
   c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");

@@ -23,9 +23,14 @@ GenerateStats generate(Forward& fwd, KvCache& kv, Sampler& sampler, const Tokeni
                        FunctionRef<bool(int32_t)> on_token) {
   GenerateStats st;
   if (prompt.empty()) fail("the prompt is empty: give at least one token of text");
-  if (kv.length() + (int)prompt.size() > kv.capacity())
-    fail("the prompt has {} tokens but the context holds {} (raise --ctx)", prompt.size(),
-         kv.capacity() - kv.length());
+  if (kv.length() + (int)prompt.size() > kv.capacity()) {
+    const int model_ctx = fwd.model().config().n_ctx_train;
+    if (model_ctx > 0 && kv.capacity() >= model_ctx)
+      fail("the prompt has {} tokens, more than the model's context of {} tokens; shorten it", prompt.size(),
+           model_ctx);
+    fail("the prompt has {} tokens but the context holds {}; raise --ctx{}", prompt.size(),
+         kv.capacity() - kv.length(), model_ctx > 0 ? fmt::format(" (the model allows up to {})", model_ctx) : "");
+  }
   st.n_prompt = (int)prompt.size();
   for (int32_t t : prompt) sampler.accept(t);
 

@@ -51,7 +51,8 @@ KvPool::~KvPool() {
 void KvPool::require(int64_t pages) const {
   if (pages > free_pages())
     fail("KV cache memory budget exhausted: {} more pages needed, {} of {} are free ({:.1f} MB, {} tokens in "
-         "all); finish or free sequences, or start with a larger budget (--ctx / --kv-budget)",
+         "all); finish or free sequences, or start with a larger budget (a larger --ctx, or fewer parallel "
+         "sequences)",
          pages, free_pages(), n_pages_, map_bytes_ / 1e6, n_pages_ * page_tokens_);
 }
 

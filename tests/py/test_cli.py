@@ -77,10 +77,25 @@ check(r.returncode == 0 and len(r.stdout.strip()) > 0, "chat answers a message f
 r = stepq("run", "-m", SMOL, "-p", "word " * 100, "--ctx", "16", "-n", "4")
 check(r.returncode == 1 and "context" in r.stderr, "prompt longer than --ctx: clear error", r)
 
-# A context that cannot fit in memory is refused before anything is allocated.
+# A context longer than the model's is refused before anything is allocated.
 QWEN15 = os.path.join(MODELS, "qwen2.5-coder-1.5b-instruct.gguf")
 r = stepq("run", "-m", QWEN15, "-p", "hi", "--ctx", "1000000", "-q")
-check(r.returncode == 1 and "KV cache" in r.stderr and "--ctx" in r.stderr, "oversized --ctx: clear error, no OOM kill", r)
+check(r.returncode == 1 and "model's context of 32768" in r.stderr and "--ctx" in r.stderr,
+      "--ctx beyond the model's context: clear error", r)
+
+# A prompt longer than the model's context (SmolLM2: 8192) is an error that says so.
+r = stepq("run", "-m", SMOL, "-p", "word " * 9000, "--ctx", "8192", "-n", "1", "-q")
+check(r.returncode == 1 and "model's context of 8192" in r.stderr, "prompt beyond the model's context: clear error", r)
+
+# A long prompt (4,100 tokens, prefilled in chunks) works, and memory stays within weights + KV budget.
+import resource
+before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+r = stepq("run", "-m", SMOL, "-p", "word " * 4099, "--ctx", "8192", "-n", "2", "--temp", "0")
+peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+kv_mb = 8192 * 30 * 2 * 3 * 64 * 2 / 1e6  # tokens x layers x (K,V) x kv heads x head dim x f16
+budget_mb = os.path.getsize(SMOL) / 1e6 + kv_mb + 250  # + activations, tokenizer, runtime
+check(r.returncode == 0 and "prompt 4100 tokens" in r.stderr and peak_mb <= budget_mb,
+      f"4,100-token prompt runs; peak RSS {peak_mb:.0f} MB <= {budget_mb:.0f} MB", r)
 
 r = stepq("run", "-m", SMOL, "-p", "abc\udcff", "-n", "2")
 check(r.returncode == 1 and "UTF-8" in r.stderr, "invalid UTF-8 prompt: clear error", r)

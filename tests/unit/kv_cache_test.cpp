@@ -82,6 +82,12 @@ TEST(KvPool, BudgetExhaustionIsAnErrorAndTakesNothing) {
   EXPECT_THROW(a.prepare(101), Error);  // past the sequence's own context limit
   EXPECT_THROW(a.truncate(9), Error);   // cannot roll forward
   EXPECT_THROW(KvPool(c, 0, 4), Error);
+  try {  // larger than this machine's memory: refused up front, not an OOM kill later
+    KvPool huge(c, INT32_MAX, 4096);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than this machine's memory"), std::string::npos) << e.what();
+  }
   EXPECT_THROW(KvPool(c, 4, 0), Error);
 }
 

@@ -212,6 +212,35 @@ void check_batch_invariance(const std::string& name) {
 }
 TEST(BatchInvariance, SmolLM2) { check_batch_invariance("smollm2"); }
 TEST(BatchInvariance, Gemma3) { check_batch_invariance("gemma3"); }
+TEST(BatchInvariance, Qwen2) { check_batch_invariance("qwen0.5b"); }
+
+// A sequence's logits do not depend on how its tokens arrive: one at a time (decode), k at a
+// time (speculative verification) or all at once (prefill), bit for bit.
+void check_chunking_invariance(const std::string& name) {
+  auto model = Model::load(test::model_path(name));
+  const ModelConfig& c = model->config();
+  Forward fwd(*model, 2);
+  std::vector<int32_t> toks(23);
+  for (size_t i = 0; i < toks.size(); i++) toks[i] = (int32_t)((i * 7919 + 13) % 20000);
+  std::vector<std::vector<float>> runs;
+  for (int k : {1, 4, 23}) {
+    KvCache kv(c, 32);
+    std::vector<float> all;
+    for (size_t i = 0; i < toks.size(); i += k) {
+      const size_t n = std::min(toks.size() - i, (size_t)k);
+      SequenceInput in{&kv, {toks.data() + i, n}, true};
+      auto l = fwd.run({&in, 1});
+      all.insert(all.end(), l.begin(), l.end());
+    }
+    runs.push_back(std::move(all));
+  }
+  ASSERT_EQ(runs[0].size(), runs[2].size());
+  ASSERT_EQ(std::memcmp(runs[0].data(), runs[2].data(), runs[0].size() * 4), 0) << name << ": one at a time vs all";
+  ASSERT_EQ(std::memcmp(runs[1].data(), runs[2].data(), runs[1].size() * 4), 0) << name << ": 4 at a time vs all";
+}
+TEST(BatchInvariance, ChunkingSmolLM2) { check_chunking_invariance("smollm2"); }
+TEST(BatchInvariance, ChunkingGemma3) { check_chunking_invariance("gemma3"); }
+TEST(BatchInvariance, ChunkingQwen2) { check_chunking_invariance("qwen0.5b"); }
 
 // Rolling the cache back and feeding other tokens equals a fresh computation.
 TEST(KvCache, RollbackEqualsRecompute) {
