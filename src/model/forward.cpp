@@ -233,6 +233,13 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
                   &b.rope_sin_swa[(size_t)t * half]);
   }
   auto rope = c.rope_type == RopeType::Neox ? rope_neox : rope_norm;
+  // Token-wise work (norms, rope, cache writes, residuals) is split over the pool when there are
+  // many tokens (prefill); a few tokens (decode) run inline on the caller.
+  auto per_token = [&](auto&& f) {
+    pool_.parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; t++) f((int)t);
+    });
+  };
 
   for (int l = 0; l < c.n_layer; l++) {
     const LayerWeights& L = W.layers[l];
@@ -242,11 +249,11 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
     const float* rs = use_swa_base ? b.rope_sin_swa.data() : b.rope_sin.data();
 
     // --- attention block ---
-    for (int t = 0; t < T; t++) rms_norm(&b.x[(size_t)t * E], L.attn_norm, &b.h[(size_t)t * E], E, c.rms_eps);
+    per_token([&](int t) { rms_norm(&b.x[(size_t)t * E], L.attn_norm, &b.h[(size_t)t * E], E, c.rms_eps); });
     matmul(L.wq, b.h.data(), T, E, b.q.data(), qd, pool_, scratch_);
     matmul(L.wk, b.h.data(), T, E, b.k.data(), kvd, pool_, scratch_);
     matmul(L.wv, b.h.data(), T, E, b.v.data(), kvd, pool_, scratch_);
-    for (int t = 0; t < T; t++) {
+    per_token([&](int t) {
       float* q = &b.q[(size_t)t * qd];
       float* k = &b.k[(size_t)t * kvd];
       for (int hh = 0; hh < nh; hh++) {
@@ -271,25 +278,25 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
           vc[d] = fp32_to_fp16(v[hh * hd + d]);
         }
       }
-    }
+    });
     attention(l, batch, swa);
     matmul(L.wo, b.att.data(), T, qd, b.h.data(), E, pool_, scratch_);
-    for (int t = 0; t < T; t++) {
+    per_token([&](int t) {
       float* ht = &b.h[(size_t)t * E];
       if (L.post_attn_norm) rms_norm(ht, L.post_attn_norm, ht, E, c.rms_eps);
       float* xt = &b.x[(size_t)t * E];
       for (int i = 0; i < E; i++) xt[i] += ht[i];
-    }
+    });
 
     // --- feed-forward block ---
-    for (int t = 0; t < T; t++) rms_norm(&b.x[(size_t)t * E], L.ffn_norm, &b.h[(size_t)t * E], E, c.rms_eps);
+    per_token([&](int t) { rms_norm(&b.x[(size_t)t * E], L.ffn_norm, &b.h[(size_t)t * E], E, c.rms_eps); });
     ffn(l, T);
-    for (int t = 0; t < T; t++) {
+    per_token([&](int t) {
       float* ht = &b.h[(size_t)t * E];
       if (L.post_ffw_norm) rms_norm(ht, L.post_ffw_norm, ht, E, c.rms_eps);
       float* xt = &b.x[(size_t)t * E];
       for (int i = 0; i < E; i++) xt[i] += ht[i];
-    }
+    });
   }
 
   // Output head, only for the rows asked for.
