@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "stepq 0.1.0");
   stepq::cli::add_run(app);
   stepq::cli::add_perplexity(app);
+  stepq::cli::add_bench(app);
   stepq::cli::add_chat(app);
   stepq::cli::add_inspect(app);
   stepq::cli::add_tokenize(app);

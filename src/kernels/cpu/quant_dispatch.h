@@ -18,11 +18,21 @@ namespace stepq {
 
 // dot(weight row, activation row in the weight's vec_dot_type), n elements.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// out[t·out_stride + r] = dot(weight row r, activation row t) for r < rows, t < cols: rows
+// w_stride bytes apart, activation rows a_stride bytes apart. Each output must be bit-identical
+// to the same table's VecDotFn on that pair (batch invariance), so a tile kernel runs, per
+// (row, token) pair, exactly the operations of the vec_dot it sits beside; it only shares the
+// weight unpacking across tokens and the activation loads across rows.
+using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows, const void* a,
+                              size_t a_stride, int64_t cols, float* out, int64_t out_stride);
 // Activation row (n floats) to a vec_dot_type.
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 
 struct DotTable {
   VecDotFn vec_dot[kQTypeIdLimit] = {};            // by weight type id; null: no kernel
+  // By weight type id; null: dot_tile loops over vec_dot. A registration that replaces a
+  // vec_dot entry must replace or clear the tile entry with it (they must agree bit for bit).
+  VecDotTileFn vec_dot_tile[kQTypeIdLimit] = {};
   QuantizeRowFn quantize_row[kQTypeIdLimit] = {};  // by activation type id; null: none
 };
 
@@ -32,5 +42,10 @@ void register_quant_kernels_avx512(DotTable& t);  // call after the AVX2 registr
 // The complete table for `isa` (scalar entries, then that ISA's overrides). For an ISA above
 // detected_isa() it is the detected ISA's table.
 const DotTable& dot_table(Isa isa);
+
+// The tile product of VecDotTileFn through table `t`: its tile kernel for type `type`, or a loop
+// over its vec_dot where there is none. n must be a multiple of the block size.
+void dot_tile(const DotTable& t, QType type, int64_t n, const void* w, size_t w_stride, int64_t rows,
+              const void* a, size_t a_stride, int64_t cols, float* out, int64_t out_stride);
 
 }  // namespace stepq

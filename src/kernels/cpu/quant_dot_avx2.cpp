@@ -7,12 +7,20 @@
 // the sign trick), activation codes are in −127..127 as ggml's quantizers produce them. A
 // code of −128 in an activation is not supported (the sign trick cannot negate it), as in ggml.
 //
+// The quantized formats' kernels are tile kernels (gemm_tiling.h): R weight rows × C tokens per
+// call, vec_dot being the 1×1 instance. Per (row, token) pair a tile runs exactly the float
+// operations this file's vec_dot ran before tiles existed, so results are bit-identical to it
+// and between tile shapes; weight unpacking is shared across a tile's tokens, activation loads
+// across its rows. (Packing whole rows ahead, as the AVX-512 file does, measured no faster
+// here: with 16 registers the per-pair maddubs/madd/add work dominates.)
+//
 // Rules for this file (see CMakeLists.txt): everything but the registration function is in an
 // anonymous namespace, nothing allocates, no std:: templates.
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "kernels/cpu/gemm_tiling.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cpu/quant_dispatch.h"
 
@@ -124,134 +132,144 @@ inline float bf2f(uint16_t h) {
 
 // ---------------------------------------------------------------------------------------------
 // Legacy 32-element blocks: one int32x8 partial sum per block, scaled by d_w·d_a in float.
+//
+// Per (row, token) pair, in this order: blocks alternate between two accumulators (even
+// blocks into acc0, odd into acc1), an odd last block goes into acc0; Q4_1/Q5_1's m_w·s_a is
+// summed in a float, a block pair at a time. The code unpacking is done once per row and
+// block for all the tokens of a tile.
 
 inline __m256 scale_block(__m256 acc, float d, __m256i isum) {
   return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
 }
 
-float dot_q4_0(int64_t n, const void* w, const void* a) {
-  const BlockQ4_0* x = (const BlockQ4_0*)w;
-  const BlockQ8_0* y = (const BlockQ8_0*)a;
-  const int64_t nb = n / kQK;
-  const __m256i eight = _mm256_set1_epi8(8);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m256i q0 = _mm256_sub_epi8(unpack_nibbles(x[i].qs), eight);
-    const __m256i q1 = _mm256_sub_epi8(unpack_nibbles(x[i + 1].qs), eight);
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(q0, loadu256(y[i].qs)));
-    acc1 = scale_block(acc1, h2f(x[i + 1].d) * h2f(y[i + 1].d), dot_ss(q1, loadu256(y[i + 1].qs)));
-  }
-  for (; i < nb; i++) {
-    const __m256i q = _mm256_sub_epi8(unpack_nibbles(x[i].qs), eight);
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(q, loadu256(y[i].qs)));
-  }
-  return hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
-float dot_q4_1(int64_t n, const void* w, const void* a) {
-  const BlockQ4_1* x = (const BlockQ4_1*)w;
-  const BlockQ8_1* y = (const BlockQ8_1*)a;
-  const int64_t nb = n / kQK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float mins = 0;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_us(unpack_nibbles(x[i].qs), loadu256(y[i].qs)));
-    acc1 = scale_block(acc1, h2f(x[i + 1].d) * h2f(y[i + 1].d),
-                       dot_us(unpack_nibbles(x[i + 1].qs), loadu256(y[i + 1].qs)));
-    mins += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
-  }
-  for (; i < nb; i++) {
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_us(unpack_nibbles(x[i].qs), loadu256(y[i].qs)));
-    mins += h2f(x[i].m) * h2f(y[i].s);
-  }
-  return hsum_ps(_mm256_add_ps(acc0, acc1)) + mins;
-}
+// A format: codes(x) prepares a weight block once per row; isum(codes, a) gives the 8 int32
+// partial sums against a token's activation codes.
+struct SignedCodes { __m256i abs, sign; };  // Σ x·y = maddubs(|x|, y with x's sign)
+inline SignedCodes signed_codes(__m256i q) { return {_mm256_sign_epi8(q, q), q}; }
+inline __m256i isum_signed(const SignedCodes& w, __m256i y) { return dot_us(w.abs, _mm256_sign_epi8(y, w.sign)); }
 
 // Q5_0 codes as signed bytes: nib | 0xF0 where the 5th bit is clear (that is nib − 16).
 inline __m256i q5_0_codes(const BlockQ5_0& b) {
   const __m256i hi = _mm256_andnot_si256(bits_to_bytes(b.qh), _mm256_set1_epi8((char)0xF0));
   return _mm256_or_si256(unpack_nibbles(b.qs), hi);
 }
-
-float dot_q5_0(int64_t n, const void* w, const void* a) {
-  const BlockQ5_0* x = (const BlockQ5_0*)w;
-  const BlockQ8_0* y = (const BlockQ8_0*)a;
-  const int64_t nb = n / kQK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(q5_0_codes(x[i]), loadu256(y[i].qs)));
-    acc1 = scale_block(acc1, h2f(x[i + 1].d) * h2f(y[i + 1].d),
-                       dot_ss(q5_0_codes(x[i + 1]), loadu256(y[i + 1].qs)));
-  }
-  for (; i < nb; i++)
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(q5_0_codes(x[i]), loadu256(y[i].qs)));
-  return hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
 // Q5_1 codes as unsigned bytes 0..31.
 inline __m256i q5_1_codes(const BlockQ5_1& b) {
   const __m256i hi = _mm256_and_si256(bits_to_bytes(b.qh), _mm256_set1_epi8(0x10));
   return _mm256_or_si256(unpack_nibbles(b.qs), hi);
 }
 
-float dot_q5_1(int64_t n, const void* w, const void* a) {
-  const BlockQ5_1* x = (const BlockQ5_1*)w;
-  const BlockQ8_1* y = (const BlockQ8_1*)a;
-  const int64_t nb = n / kQK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float mins = 0;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_us(q5_1_codes(x[i]), loadu256(y[i].qs)));
-    acc1 = scale_block(acc1, h2f(x[i + 1].d) * h2f(y[i + 1].d),
-                       dot_us(q5_1_codes(x[i + 1]), loadu256(y[i + 1].qs)));
-    mins += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
+struct Q4_0Fmt {
+  using W = BlockQ4_0;
+  using A = BlockQ8_0;
+  static SignedCodes codes(const W& x) { return signed_codes(_mm256_sub_epi8(unpack_nibbles(x.qs), _mm256_set1_epi8(8))); }
+  static __m256i isum(const SignedCodes& w, __m256i y) { return isum_signed(w, y); }
+};
+struct Q4_1Fmt {
+  using W = BlockQ4_1;
+  using A = BlockQ8_1;
+  static __m256i codes(const W& x) { return unpack_nibbles(x.qs); }
+  static __m256i isum(__m256i u, __m256i y) { return dot_us(u, y); }
+};
+struct Q5_0Fmt {
+  using W = BlockQ5_0;
+  using A = BlockQ8_0;
+  static SignedCodes codes(const W& x) { return signed_codes(q5_0_codes(x)); }
+  static __m256i isum(const SignedCodes& w, __m256i y) { return isum_signed(w, y); }
+};
+struct Q5_1Fmt {
+  using W = BlockQ5_1;
+  using A = BlockQ8_1;
+  static __m256i codes(const W& x) { return q5_1_codes(x); }
+  static __m256i isum(__m256i u, __m256i y) { return dot_us(u, y); }
+};
+struct Q8_0Fmt {
+  using W = BlockQ8_0;
+  using A = BlockQ8_0;
+  static SignedCodes codes(const W& x) { return signed_codes(loadu256(x.qs)); }
+  static __m256i isum(const SignedCodes& w, __m256i y) { return isum_signed(w, y); }
+};
+struct IQ4_NLFmt {
+  using W = BlockIQ4_NL;
+  using A = BlockQ8_0;
+  static SignedCodes codes(const W& x) {
+    const __m256i table = _mm256_broadcastsi128_si256(loadu128(kIQ4NLValues));
+    return signed_codes(_mm256_shuffle_epi8(table, unpack_nibbles(x.qs)));
   }
-  for (; i < nb; i++) {
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_us(q5_1_codes(x[i]), loadu256(y[i].qs)));
-    mins += h2f(x[i].m) * h2f(y[i].s);
-  }
-  return hsum_ps(_mm256_add_ps(acc0, acc1)) + mins;
-}
+  static __m256i isum(const SignedCodes& w, __m256i y) { return isum_signed(w, y); }
+};
 
-float dot_q8_0(int64_t n, const void* w, const void* a) {
-  const BlockQ8_0* x = (const BlockQ8_0*)w;
-  const BlockQ8_0* y = (const BlockQ8_0*)a;
-  const int64_t nb = n / kQK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(loadu256(x[i].qs), loadu256(y[i].qs)));
-    acc1 = scale_block(acc1, h2f(x[i + 1].d) * h2f(y[i + 1].d),
-                       dot_ss(loadu256(x[i + 1].qs), loadu256(y[i + 1].qs)));
-  }
-  for (; i < nb; i++)
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(loadu256(x[i].qs), loadu256(y[i].qs)));
-  return hsum_ps(_mm256_add_ps(acc0, acc1));
-}
+template <typename A>
+constexpr bool kHasMin = sizeof(A) == sizeof(BlockQ8_1);
 
-float dot_iq4_nl(int64_t n, const void* w, const void* a) {
-  const BlockIQ4_NL* x = (const BlockIQ4_NL*)w;
-  const BlockQ8_0* y = (const BlockQ8_0*)a;
-  const int64_t nb = n / kQK;
-  const __m256i table = _mm256_broadcastsi128_si256(loadu128(kIQ4NLValues));
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m256i q0 = _mm256_shuffle_epi8(table, unpack_nibbles(x[i].qs));
-    const __m256i q1 = _mm256_shuffle_epi8(table, unpack_nibbles(x[i + 1].qs));
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(q0, loadu256(y[i].qs)));
-    acc1 = scale_block(acc1, h2f(x[i + 1].d) * h2f(y[i + 1].d), dot_ss(q1, loadu256(y[i + 1].qs)));
+template <class Fmt>
+struct LegacyTile {
+  using W = typename Fmt::W;
+  using A = typename Fmt::A;
+
+  // acc[r][c] += d_w·d_a · isum of block i, for every pair of the tile.
+  template <int R, int C>
+  STEPQ_ALWAYS_INLINE static void block(const W* const (&x)[R], const A* const (&y)[C], int64_t i, __m256 (&acc)[R][C]) {
+    decltype(Fmt::codes(x[0][i])) wc[R];
+    float dw[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) wc[r] = Fmt::codes(x[r][i]), dw[r] = h2f(x[r][i].d);
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++) {
+      const __m256i ya = loadu256(y[c][i].qs);
+      const float da = h2f(y[c][i].d);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) acc[r][c] = scale_block(acc[r][c], dw[r] * da, Fmt::isum(wc[r], ya));
+    }
   }
-  for (; i < nb; i++) {
-    const __m256i q = _mm256_shuffle_epi8(table, unpack_nibbles(x[i].qs));
-    acc0 = scale_block(acc0, h2f(x[i].d) * h2f(y[i].d), dot_ss(q, loadu256(y[i].qs)));
+
+  template <int R, int C>
+  STEPQ_ALWAYS_INLINE static void add_mins(const W* const (&x)[R], const A* const (&y)[C], int64_t i, int64_t count,
+                                           float (&mins)[R][C]) {
+    if constexpr (kHasMin<A>) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) {
+          if (count == 2) mins[r][c] += h2f(x[r][i].m) * h2f(y[c][i].s) + h2f(x[r][i + 1].m) * h2f(y[c][i + 1].s);
+          else mins[r][c] += h2f(x[r][i].m) * h2f(y[c][i].s);
+        }
+    }
   }
-  return hsum_ps(_mm256_add_ps(acc0, acc1));
-}
+
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    const int64_t nb = n / kQK;
+    const W* x[R];
+    const A* y[C];
+    for (int r = 0; r < R; r++) x[r] = (const W*)(w + r * ws);
+    for (int c = 0; c < C; c++) y[c] = (const A*)(a + c * as);
+    __m256 acc0[R][C], acc1[R][C];
+    float mins[R][C] = {};
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc0[r][c] = _mm256_setzero_ps(), acc1[r][c] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+      block<R, C>(x, y, i, acc0);
+      block<R, C>(x, y, i + 1, acc1);
+      add_mins<R, C>(x, y, i, 2, mins);
+    }
+    for (; i < nb; i++) {
+      block<R, C>(x, y, i, acc0);
+      add_mins<R, C>(x, y, i, 1, mins);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) {
+        const float s = hsum_ps(_mm256_add_ps(acc0[r][c], acc1[r][c]));
+        if constexpr (kHasMin<A>) out[c * os + r] = s + mins[r][c];
+        else out[c * os + r] = s;
+      }
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // K-quants against Q8_K. Per super-block the integer sum Σ_j scale_j · Σ_{e∈j} q_e·a_e is
@@ -302,91 +320,147 @@ inline __m256i broadcast_word(__m128i v, int k) {
   return _mm256_broadcastsi128_si256(_mm_shuffle_epi8(v, ctrl));
 }
 
-float dot_q4_K(int64_t n, const void* w, const void* a) {
-  const BlockQ4_K* x = (const BlockQ4_K*)w;
-  const BlockQ8_K* y = (const BlockQ8_K*)a;
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float acc_min = 0;
-  for (int64_t i = 0; i < n / kQK_K; i++) {
-    uint64_t scales, mins;
-    unpack_k4_scales(x[i].scales, scales, mins);
-    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scales));
-    __m256i sumi = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++) {  // 32 bytes: sub-blocks 2c (low nibbles), 2c+1 (high)
-      const __m256i q = loadu256(x[i].qs + 32 * c);
-      const __m256i p_lo = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), loadu256(y[i].qs + 64 * c));
-      const __m256i p_hi =
-          _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), loadu256(y[i].qs + 64 * c + 32));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p_lo, broadcast_word(sc16, 2 * c)));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p_hi, broadcast_word(sc16, 2 * c + 1)));
+// Q4_K, and Q5_K when kHighBit: per super-block and pair, 8 maddubs + 8 madd (with the
+// sub-block scale) into 8 int32 lanes, scaled once in float; the mins term in a float.
+template <typename Block, bool kHighBit>
+struct K4Tile {
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+    __m256 acc[R][C];
+    float acc_min[R][C] = {};
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK_K; i++) {
+      const Block* x[R];
+      const BlockQ8_K* y[C];
+      __m128i sc16[R];
+      uint64_t mins[R];
+      __m256i hbits[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        x[r] = (const Block*)(w + r * ws) + i;
+        uint64_t scales;
+        unpack_k4_scales(x[r]->scales, scales, mins[r]);
+        sc16[r] = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scales));
+        if constexpr (kHighBit) hbits[r] = loadu256(x[r]->qh);  // bit j of byte l: 5th bit of element l of sub-block j
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) y[c] = (const BlockQ8_K*)(a + c * as) + i;
+      __m256i sumi[R][C];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) sumi[r][c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {  // 32 bytes: sub-blocks 2k (low nibbles), 2k+1 (high)
+        __m256i lo[R], hi[R], slo[R], shi[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+          const __m256i q = loadu256(x[r]->qs + 32 * k);
+          lo[r] = _mm256_and_si256(q, m4);
+          hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+          if constexpr (kHighBit) {
+            lo[r] = _mm256_or_si256(lo[r], _mm256_and_si256(_mm256_slli_epi16(hbits[r], 4), bit4));
+            hi[r] = _mm256_or_si256(hi[r], _mm256_and_si256(_mm256_slli_epi16(hbits[r], 3), bit4));
+            hbits[r] = _mm256_srli_epi16(hbits[r], 2);
+          }
+          slo[r] = broadcast_word(sc16[r], 2 * k);
+          shi[r] = broadcast_word(sc16[r], 2 * k + 1);
+        }
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) {
+          const __m256i ylo = loadu256(y[c]->qs + 64 * k), yhi = loadu256(y[c]->qs + 64 * k + 32);
+#pragma GCC unroll 16
+          for (int r = 0; r < R; r++) {
+            sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(lo[r], ylo), slo[r]));
+            sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(hi[r], yhi), shi[r]));
+          }
+        }
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++)
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r]->d) * y[c]->d), _mm256_cvtepi32_ps(sumi[r][c]), acc[r][c]);
+          acc_min[r][c] += h2f(x[r]->dmin) * y[c]->d * (float)mins_dot_bsums32(mins[r], y[c]->bsums);
+        }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
-    acc_min += h2f(x[i].dmin) * y[i].d * (float)mins_dot_bsums32(mins, y[i].bsums);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) out[c * os + r] = hsum_ps(acc[r][c]) - acc_min[r][c];
   }
-  return hsum_ps(acc) - acc_min;
-}
-
-float dot_q5_K(int64_t n, const void* w, const void* a) {
-  const BlockQ5_K* x = (const BlockQ5_K*)w;
-  const BlockQ8_K* y = (const BlockQ8_K*)a;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-  __m256 acc = _mm256_setzero_ps();
-  float acc_min = 0;
-  for (int64_t i = 0; i < n / kQK_K; i++) {
-    uint64_t scales, mins;
-    unpack_k4_scales(x[i].scales, scales, mins);
-    const __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scales));
-    __m256i hbits = loadu256(x[i].qh);  // bit j of byte l: 5th bit of element l of sub-block j
-    __m256i sumi = _mm256_setzero_si256();
-    for (int c = 0; c < 4; c++) {
-      const __m256i q = loadu256(x[i].qs + 32 * c);
-      const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hbits, 4), bit4));
-      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
-                                         _mm256_and_si256(_mm256_slli_epi16(hbits, 3), bit4));
-      hbits = _mm256_srli_epi16(hbits, 2);
-      const __m256i p_lo = _mm256_maddubs_epi16(lo, loadu256(y[i].qs + 64 * c));
-      const __m256i p_hi = _mm256_maddubs_epi16(hi, loadu256(y[i].qs + 64 * c + 32));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p_lo, broadcast_word(sc16, 2 * c)));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p_hi, broadcast_word(sc16, 2 * c + 1)));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
-    acc_min += h2f(x[i].dmin) * y[i].d * (float)mins_dot_bsums32(mins, y[i].bsums);
-  }
-  return hsum_ps(acc) - acc_min;
-}
+};
 
 // Q6_K: unsigned 6-bit codes (0..63); the −32 offset is applied once per super-block through
 // bsums: Σ sc·(q−32)·a = Σ sc·q·a − 32·Σ_j sc_j·bsums_j.
-float dot_q6_K(int64_t n, const void* w, const void* a) {
-  const BlockQ6_K* x = (const BlockQ6_K*)w;
-  const BlockQ8_K* y = (const BlockQ8_K*)a;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQK_K; i++) {
-    const __m256i sc16 = _mm256_cvtepi8_epi16(loadu128(x[i].scales));
-    __m256i sumi = _mm256_setzero_si256();
-    for (int g = 0; g < 2; g++) {  // 128-element halves
-      const __m256i half = scales_half(sc16, g);
-      const __m256i qlA = loadu256(x[i].ql + 64 * g), qlB = loadu256(x[i].ql + 64 * g + 32);
-      const __m256i qh = loadu256(x[i].qh + 32 * g);
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)),
-          _mm256_or_si256(_mm256_and_si256(qlB, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlA, 4), m4), _mm256_and_si256(qh, m2)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlB, 4), m4),
-                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2)),
-      };
-      for (int k = 0; k < 4; k++) {
-        const __m256i p = _mm256_maddubs_epi16(q[k], loadu256(y[i].qs + 128 * g + 32 * k));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, pair_scales(half, k)));
+struct Q6KTile {
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc[R][C];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK_K; i++) {
+      const BlockQ6_K* x[R];
+      const BlockQ8_K* y[C];
+      __m256i sc16[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        x[r] = (const BlockQ6_K*)(w + r * ws) + i;
+        sc16[r] = _mm256_cvtepi8_epi16(loadu128(x[r]->scales));
       }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) y[c] = (const BlockQ8_K*)(a + c * as) + i;
+      __m256i sumi[R][C];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+        for (int c = 0; c < C; c++) sumi[r][c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+      for (int g = 0; g < 2; g++) {  // 128-element halves
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+          __m256i q[R], ps[R];
+#pragma GCC unroll 16
+          for (int r = 0; r < R; r++) {
+            const __m256i ql = loadu256(x[r]->ql + 64 * g + 32 * (k & 1));
+            const __m256i qh = loadu256(x[r]->qh + 32 * g);
+            const __m256i lo4 = k < 2 ? _mm256_and_si256(ql, m4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4);
+            const __m256i hi2 = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2)
+                              : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+            q[r] = _mm256_or_si256(lo4, _mm256_and_si256(hi2, m2));
+            ps[r] = pair_scales(scales_half(sc16[r], g), k);
+          }
+#pragma GCC unroll 16
+          for (int c = 0; c < C; c++) {
+            const __m256i yk = loadu256(y[c]->qs + 128 * g + 32 * k);
+#pragma GCC unroll 16
+            for (int r = 0; r < R; r++)
+              sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], yk), ps[r]));
+          }
+        }
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++)
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+          const __m256i s =
+              _mm256_sub_epi32(sumi[r][c], _mm256_slli_epi32(_mm256_madd_epi16(sc16[r], loadu256(y[c]->bsums)), 5));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r]->d) * y[c]->d), _mm256_cvtepi32_ps(s), acc[r][c]);
+        }
     }
-    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(sc16, loadu256(y[i].bsums)), 5));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) out[c * os + r] = hsum_ps(acc[r][c]);
   }
-  return hsum_ps(acc);
-}
+};
 
 // Q3_K: unsigned 3-bit codes (low2 | hb<<2, 0..7); offset −4 through bsums.
 float dot_q3_K(int64_t n, const void* w, const void* a) {
@@ -542,21 +616,29 @@ void quantize_f16(const float* x, void* y, int64_t n) {
 }  // namespace
 
 void register_quant_kernels_avx2(DotTable& t) {
-  auto dot = [&](QType q, VecDotFn f) { t.vec_dot[(uint32_t)q] = f; };
+  auto dot = [&](QType q, VecDotFn f) {
+    t.vec_dot[(uint32_t)q] = f;
+    t.vec_dot_tile[(uint32_t)q] = nullptr;
+  };
+  auto tiled = [&](QType q, VecDotFn f, VecDotTileFn g) {
+    t.vec_dot[(uint32_t)q] = f;
+    t.vec_dot_tile[(uint32_t)q] = g;
+  };
   dot(QType::F32, dot_f32);
   dot(QType::F16, dot_half<load_f16x8, h2f>);
   dot(QType::BF16, dot_half<load_bf16x8, bf2f>);
-  dot(QType::Q4_0, dot_q4_0);
-  dot(QType::Q4_1, dot_q4_1);
-  dot(QType::Q5_0, dot_q5_0);
-  dot(QType::Q5_1, dot_q5_1);
-  dot(QType::Q8_0, dot_q8_0);
-  dot(QType::IQ4_NL, dot_iq4_nl);
+  // Tile shapes (rows × tokens, and rows for a single token): see bench/README.md.
+  tiled(QType::Q4_0, gemm_dot<LegacyTile<Q4_0Fmt>>, gemm_tile<LegacyTile<Q4_0Fmt>, 4, 4, 1>);
+  tiled(QType::Q4_1, gemm_dot<LegacyTile<Q4_1Fmt>>, gemm_tile<LegacyTile<Q4_1Fmt>, 4, 4, 1>);
+  tiled(QType::Q5_0, gemm_dot<LegacyTile<Q5_0Fmt>>, gemm_tile<LegacyTile<Q5_0Fmt>, 4, 4, 1>);
+  tiled(QType::Q5_1, gemm_dot<LegacyTile<Q5_1Fmt>>, gemm_tile<LegacyTile<Q5_1Fmt>, 4, 4, 1>);
+  tiled(QType::Q8_0, gemm_dot<LegacyTile<Q8_0Fmt>>, gemm_tile<LegacyTile<Q8_0Fmt>, 4, 4, 1>);
+  tiled(QType::IQ4_NL, gemm_dot<LegacyTile<IQ4_NLFmt>>, gemm_tile<LegacyTile<IQ4_NLFmt>, 4, 4, 1>);
   dot(QType::Q2_K, dot_q2_K);
   dot(QType::Q3_K, dot_q3_K);
-  dot(QType::Q4_K, dot_q4_K);
-  dot(QType::Q5_K, dot_q5_K);
-  dot(QType::Q6_K, dot_q6_K);
+  tiled(QType::Q4_K, gemm_dot<K4Tile<BlockQ4_K, false>>, gemm_tile<K4Tile<BlockQ4_K, false>, 4, 4, 1>);
+  tiled(QType::Q5_K, gemm_dot<K4Tile<BlockQ5_K, true>>, gemm_tile<K4Tile<BlockQ5_K, true>, 4, 4, 1>);
+  tiled(QType::Q6_K, gemm_dot<Q6KTile>, gemm_tile<Q6KTile, 1, 4, 1>);
   auto quant = [&](QType q, QuantizeRowFn f) { t.quantize_row[(uint32_t)q] = f; };
   quant(QType::Q8_0, quantize_q8_0);
   quant(QType::Q8_1, quantize_q8_1);

@@ -644,6 +644,26 @@ float vec_dot(QType t, int64_t n, const void* w, const void* a) {
   return f(n, w, a);
 }
 
+void dot_tile(const DotTable& table, QType t, int64_t n, const void* w, size_t w_stride, int64_t rows,
+              const void* a, size_t a_stride, int64_t cols, float* out, int64_t out_stride) {
+  const uint32_t id = (uint32_t)t;
+  if (id < kQTypeIdLimit && table.vec_dot_tile[id]) {
+    table.vec_dot_tile[id](n, w, w_stride, rows, a, a_stride, cols, out, out_stride);
+    return;
+  }
+  const VecDotFn f = id < kQTypeIdLimit ? table.vec_dot[id] : nullptr;
+  if (!f) fail("vec_dot_tile: no dot product for weight type {}", qtype_name(id));
+  const uint8_t* wb = (const uint8_t*)w;
+  const uint8_t* ab = (const uint8_t*)a;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) out[c * out_stride + r] = f(n, wb + r * w_stride, ab + c * a_stride);
+}
+
+void vec_dot_tile(QType t, int64_t n, const void* w, size_t w_stride, int64_t rows, const void* a,
+                  size_t a_stride, int64_t cols, float* out, int64_t out_stride) {
+  dot_tile(active_table(), t, n, w, w_stride, rows, a, a_stride, cols, out, out_stride);
+}
+
 float vec_dot_ref(QType t, int64_t n, const void* w, const void* a) {
   checked_blocks(t, n, "vec_dot_ref");
   const VecDotFn f = dot_table(Isa::Scalar).vec_dot[(uint32_t)t];

@@ -44,6 +44,12 @@ void quantize_row(QType vec_dot_type, const float* src, void* dst, int64_t n);
 // Dispatches to the best SIMD kernel for active_isa().
 float vec_dot(QType t, int64_t n, const void* w, const void* a);
 
+// Many dot products at once: out[t·out_stride + r] = vec_dot(t, n, row r of w, row t of a) for
+// r < rows, t < cols (weight rows w_stride bytes apart, activation rows a_stride bytes apart),
+// each bit-identical to vec_dot on that pair. Unpacks each weight block once for all tokens.
+void vec_dot_tile(QType t, int64_t n, const void* w, size_t w_stride, int64_t rows, const void* a,
+                  size_t a_stride, int64_t cols, float* out, int64_t out_stride);
+
 // The scalar reference dot product (what SIMD kernels are tested against).
 float vec_dot_ref(QType t, int64_t n, const void* w, const void* a);
 
