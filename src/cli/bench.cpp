@@ -363,10 +363,11 @@ void do_bench(const BenchArgs& a) {
 
 void add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  CLI::App* c = app.add_subcommand(
-      "bench",
-      "Prefill / decode / batched-decode speed (like llama-bench) and memory bandwidth\n\n"
-      "Tests: pp<p>: one forward over p random tokens from an empty cache. tg<n>: n single-token\n"
+  CLI::App* c =
+      app.add_subcommand("bench", "Prefill / decode / batched-decode speed (like llama-bench) and memory bandwidth");
+  // The definitions go in the footer, so `stepq --help` keeps one line per subcommand.
+  c->footer(
+      "\nTests: pp<p>: one forward over p random tokens from an empty cache. tg<n>: n single-token\n"
       "forwards from an empty cache. batch<B>: B sequences, each first given a 16-token prompt\n"
       "(not timed), then n steps in which all B get one new token in one forward; t/s = B*n/time.\n"
       "Each test runs once untimed (warm-up), then -r timed times; t/s is mean ± sample sd.\n"
@@ -375,7 +376,7 @@ void add_bench(CLI::App& app) {
           "\n\n--bandwidth adds test 'membw': the best-of-passes read rate of a --bw-mib buffer with -t\n"
           "threads (the ceiling for decode). With --bandwidth and no -m only the probe runs.\n"
           "--json: one JSON object per line, keys model, threads, test, tokens_per_s, tokens_per_s_sd,\n"
-          "gb_per_s (+ n_prompt, n_gen, n_batch, reps, weight_bytes, ...); membw has null tokens_per_s.");
+          "gb_per_s (+ n_prompt, n_gen, n_batch, reps, weight_bytes, ...); membw has null tokens_per_s.\n");
   c->add_option("-m,--model", a->model, "Model file (GGUF); required unless --bandwidth")->check(CLI::ExistingFile);
   c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str()->check(CLI::Range(1, 256));
   c->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens for the pp test; 0 = skip")
