@@ -10,15 +10,7 @@
 
 namespace stepq {
 
-size_t KvPool::page_bytes(const ModelConfig& c, int page_tokens) {
-  return (size_t)c.n_layer * 2 * c.n_head_kv * page_tokens * c.head_dim * sizeof(uint16_t);
-}
-
 int64_t KvPool::pages_for(int64_t tokens, int page_tokens) { return (tokens + page_tokens - 1) / page_tokens; }
-
-int64_t KvPool::pages_in_budget(const ModelConfig& c, size_t bytes, int page_tokens) {
-  return (int64_t)(bytes / page_bytes(c, page_tokens));
-}
 
 KvPool::KvPool(const ModelConfig& c, int64_t n_pages, int page_tokens)
     : n_layer_(c.n_layer), n_head_kv_(c.n_head_kv), head_dim_(c.head_dim), page_tokens_(page_tokens),

@@ -41,17 +41,11 @@ class KvPool {
 
   // Pages for `tokens` positions of one sequence (rounded up to whole pages).
   static int64_t pages_for(int64_t tokens, int page_tokens = kDefaultPageTokens);
-  // The largest pool that fits in `bytes`.
-  static int64_t pages_in_budget(const ModelConfig& c, size_t bytes, int page_tokens = kDefaultPageTokens);
-  static size_t page_bytes(const ModelConfig& c, int page_tokens = kDefaultPageTokens);
 
   int page_tokens() const { return page_tokens_; }
   int64_t n_pages() const { return n_pages_; }
   int64_t free_pages() const { return (int64_t)free_.size(); }
   size_t page_bytes() const { return page_elems_ * sizeof(uint16_t); }
-  int head_dim() const { return head_dim_; }
-  int n_head_kv() const { return n_head_kv_; }
-  int n_layer() const { return n_layer_; }
 
   // Keys of KV head `head` of `layer` in page `page`: (head_dim, page_tokens) f16 (transposed);
   // values: (page_tokens, head_dim) f16.
