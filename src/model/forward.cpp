@@ -151,16 +151,8 @@ void Forward::ffn(int layer, int T) {
   const LayerWeights& L = model_.weights().layers[layer];
   Buffers& b = *buf_;
   const int E = c.n_embd, F = c.n_ff;
-  matmul(L.w_gate, b.h.data(), T, E, b.gate.data(), F, pool_, scratch_);
-  matmul(L.w_up, b.h.data(), T, E, b.up.data(), F, pool_, scratch_);
-  pool_.parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; t++) {
-      float* g = b.gate.data() + t * F;
-      const float* u = b.up.data() + t * F;
-      if (c.ffn_gelu) geglu(g, u, g, F);
-      else swiglu(g, u, g, F);
-    }
-  });
+  matmul_glu(L.w_gate, L.w_up, c.ffn_gelu ? Glu::GeLU : Glu::SiLU, b.h.data(), T, E, b.gate.data(), b.up.data(), F,
+             pool_, scratch_);
   matmul(L.w_down, b.gate.data(), T, F, b.h.data(), E, pool_, scratch_);
 }
 
@@ -250,9 +242,8 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
 
     // --- attention block ---
     per_token([&](int t) { rms_norm(&b.x[(size_t)t * E], L.attn_norm, &b.h[(size_t)t * E], E, c.rms_eps); });
-    matmul(L.wq, b.h.data(), T, E, b.q.data(), qd, pool_, scratch_);
-    matmul(L.wk, b.h.data(), T, E, b.k.data(), kvd, pool_, scratch_);
-    matmul(L.wv, b.h.data(), T, E, b.v.data(), kvd, pool_, scratch_);
+    const MatmulTarget qkv[3] = {{&L.wq, b.q.data(), qd}, {&L.wk, b.k.data(), kvd}, {&L.wv, b.v.data(), kvd}};
+    matmul_multi(qkv, b.h.data(), T, E, pool_, scratch_);
     per_token([&](int t) {
       float* q = &b.q[(size_t)t * qd];
       float* k = &b.k[(size_t)t * kvd];

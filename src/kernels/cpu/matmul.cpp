@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "base/error.h"
 #include "base/thread_pool.h"
+#include "kernels/cpu/ops.h"
 
 namespace stepq {
 
@@ -26,40 +28,121 @@ void linear_row_f32(const Linear& W, int64_t r, float* dst) {
   dequantize_row(W.type, W.data + (size_t)r * W.row_stride, dst, W.in);
 }
 
+namespace {
+
+struct ActRows {
+  const uint8_t* data;
+  size_t row;  // bytes per token
+};
+
+// Converts x once to each distinct vec_dot type the targets need (Q8_K for Q4_K and Q6_K alike).
+void convert_activations(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t x_stride,
+                         ThreadPool& pool, MatmulScratch& scratch, ActRows* per_target) {
+  QType types[MatmulScratch::kMaxActTypes];
+  int n_types = 0;
+  int64_t in = targets[0].W->in;
+  int slot_of[8];
+  if (targets.size() > 8) fail("matmul_multi: at most 8 weights, got {}", targets.size());
+  for (size_t i = 0; i < targets.size(); i++) {
+    if (targets[i].W->in != in) fail("matmul_multi: weights read {} and {} inputs", in, targets[i].W->in);
+    const QType t = qtype_info(targets[i].W->type).vec_dot_type;
+    int k = 0;
+    while (k < n_types && types[k] != t) k++;
+    if (k == n_types) {
+      if (n_types == MatmulScratch::kMaxActTypes) fail("matmul_multi: too many activation formats");
+      types[n_types++] = t;
+    }
+    slot_of[i] = k;
+  }
+  size_t rows[MatmulScratch::kMaxActTypes];
+  for (int k = 0; k < n_types; k++) {
+    rows[k] = row_bytes(types[k], in);
+    if (scratch.act[k].size() < rows[k] * (size_t)n) scratch.act[k].resize(rows[k] * (size_t)n);
+  }
+  pool.parallel_for(n * n_types, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      const int k = (int)(i % n_types);
+      const int64_t t = i / n_types;
+      quantize_row(types[k], x + t * x_stride, scratch.act[k].data() + (size_t)t * rows[k], in);
+    }
+  });
+  for (size_t i = 0; i < targets.size(); i++) per_target[i] = {scratch.act[slot_of[i]].data(), rows[slot_of[i]]};
+}
+
+// Rows per task: a few large tasks per thread, enough to balance and few enough that the shared
+// task counter (a cache line both cores write) is not touched every few kilobytes of weights.
+// With many tokens a task is also capped to what fits in L2 (`task_row_bytes` per row), so each
+// block of activations is fetched once per task rather than once per row.
+int64_t rows_per_task(int64_t total_rows, size_t task_row_bytes, int64_t n, const ThreadPool& pool) {
+  const int64_t tasks = (int64_t)pool.size() * 4;
+  int64_t rows = std::max<int64_t>(8, (total_rows + tasks - 1) / tasks);
+  if (n > 1) rows = std::min<int64_t>(rows, std::max<size_t>(1, kTaskWeightBytes / task_row_bytes));
+  return round_up(rows, kRowAlign);
+}
+
+// Rows [r0, r1) of W for every token: the rows are read from memory once and stay in cache while
+// every token is dotted with them, a block of tokens at a time.
+void rows_block(const Linear& W, ActRows a, int64_t n, int64_t r0, int64_t r1, float* y, int64_t y_stride) {
+  const int64_t token_block = std::clamp<int64_t>((int64_t)(kTokenBlockBytes / a.row) / 4 * 4, 4, kMaxTokenBlock);
+  for (int64_t t0 = 0; t0 < n; t0 += token_block) {
+    const int64_t nt = std::min(token_block, n - t0);
+    vec_dot_tile(W.type, W.in, W.data + (size_t)r0 * W.row_stride, W.row_stride, r1 - r0, a.data + (size_t)t0 * a.row,
+                 a.row, nt, y + t0 * y_stride + r0, y_stride);
+  }
+  if (W.bias)
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t r = r0; r < r1; r++) y[t * y_stride + r] += W.bias[r];
+}
+
+}  // namespace
+
+void matmul_multi(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t x_stride,
+                  ThreadPool& pool, MatmulScratch& scratch) {
+  if (n <= 0 || targets.empty()) return;
+  ActRows act[8];
+  convert_activations(targets, x, n, x_stride, pool, scratch, act);
+  int64_t total_rows = 0;
+  for (const MatmulTarget& m : targets) total_rows += m.W->out;
+  scratch.tasks.clear();
+  for (size_t i = 0; i < targets.size(); i++) {
+    const Linear& W = *targets[i].W;
+    const int64_t step = rows_per_task(total_rows, W.row_stride, n, pool);
+    for (int64_t r0 = 0; r0 < W.out; r0 += step) scratch.tasks.push_back({(int)i, r0, std::min(W.out, r0 + step)});
+  }
+  pool.parallel_for((int64_t)scratch.tasks.size(), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      const MatmulScratch::Task& task = scratch.tasks[i];
+      const MatmulTarget& m = targets[task.target];
+      rows_block(*m.W, act[task.target], n, task.r0, task.r1, m.y, m.y_stride);
+    }
+  });
+}
+
 void matmul(const Linear& W, const float* x, int64_t n, int64_t x_stride, float* y, int64_t y_stride,
             ThreadPool& pool, MatmulScratch& scratch) {
+  const MatmulTarget target{&W, y, y_stride};
+  matmul_multi({&target, 1}, x, n, x_stride, pool, scratch);
+}
+
+void matmul_glu(const Linear& W_gate, const Linear& W_up, Glu glu, const float* x, int64_t n, int64_t x_stride,
+                float* gate, float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
   if (n <= 0) return;
-  const QType act_type = qtype_info(W.type).vec_dot_type;
-  const size_t act_row = row_bytes(act_type, W.in);
-  if (scratch.act.size() < act_row * (size_t)n) scratch.act.resize(act_row * (size_t)n);
-  uint8_t* act = scratch.act.data();
-
-  // 1. Activations to the weight's vec_dot type (Q8_0 / Q8_1 / Q8_K / F16 / BF16 / F32).
-  pool.parallel_for(n, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; t++) quantize_row(act_type, x + t * x_stride, act + (size_t)t * act_row, W.in);
-  });
-
-  // 2. Blocks of weight rows, one task each: the block is read from memory once and stays in
-  //    cache while every token is dotted with it, a block of tokens at a time.
-  //    A few large tasks per thread: enough to balance, few enough that the shared task counter
-  //    (a cache line both cores write) is not touched every few kilobytes of weights. With many
-  //    tokens a task is also capped to what fits in L2, so each block of activations is
-  //    fetched once per task rather than once per row.
-  const int64_t tasks = (int64_t)pool.size() * 4;
-  int64_t rows_per_task = std::max<int64_t>(8, (W.out + tasks - 1) / tasks);
-  if (n > 1) rows_per_task = std::min<int64_t>(rows_per_task, std::max<size_t>(1, kTaskWeightBytes / W.row_stride));
-  rows_per_task = round_up(rows_per_task, kRowAlign);
-  const int64_t token_block =
-      std::clamp<int64_t>((int64_t)(kTokenBlockBytes / act_row) / 4 * 4, 4, kMaxTokenBlock);
-  pool.parallel_for(W.out, rows_per_task, [&](int64_t r0, int64_t r1) {
-    for (int64_t t0 = 0; t0 < n; t0 += token_block) {
-      const int64_t nt = std::min(token_block, n - t0);
-      vec_dot_tile(W.type, W.in, W.data + (size_t)r0 * W.row_stride, W.row_stride, r1 - r0,
-                   act + (size_t)t0 * act_row, act_row, nt, y + t0 * y_stride + r0, y_stride);
+  if (W_gate.out != W_up.out)
+    fail("matmul_glu: gate has {} outputs but up has {}", W_gate.out, W_up.out);
+  const MatmulTarget targets[2] = {{&W_gate, gate, y_stride}, {&W_up, up, y_stride}};
+  ActRows act[2];
+  convert_activations(targets, x, n, x_stride, pool, scratch, act);
+  const int64_t F = W_gate.out;
+  const int64_t step = rows_per_task(2 * F, W_gate.row_stride + W_up.row_stride, n, pool);
+  pool.parallel_for(F, step, [&](int64_t r0, int64_t r1) {
+    rows_block(W_gate, act[0], n, r0, r1, gate, y_stride);
+    rows_block(W_up, act[1], n, r0, r1, up, y_stride);
+    for (int64_t t = 0; t < n; t++) {
+      float* g = gate + t * y_stride + r0;
+      const float* u = up + t * y_stride + r0;
+      if (glu == Glu::GeLU) geglu(g, u, g, (int)(r1 - r0));
+      else swiglu(g, u, g, (int)(r1 - r0));
     }
-    if (W.bias)
-      for (int64_t t = 0; t < n; t++)
-        for (int64_t r = r0; r < r1; r++) y[t * y_stride + r] += W.bias[r];
   });
 }
 

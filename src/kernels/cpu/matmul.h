@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "kernels/cpu/quant_types.h"
@@ -24,13 +25,41 @@ struct Linear {
 
 // Scratch for quantized activations, grown on demand and then reused (no allocation in steady state).
 struct MatmulScratch {
-  std::vector<uint8_t> act;       // (n_rows, row_bytes(vec_dot_type, in))
+  static constexpr int kMaxActTypes = 4;
+  std::vector<uint8_t> act[kMaxActTypes];  // (n_rows, row_bytes(vec_dot_type, in)) per activation type
+  struct Task {
+    int target;
+    int64_t r0, r1;
+  };
+  std::vector<Task> tasks;
 };
+
+// One weight of a fused matmul and where its output goes.
+struct MatmulTarget {
+  const Linear* W;
+  float* y;
+  int64_t y_stride;
+};
+
+// Gated activation applied by matmul_glu.
+enum class Glu { SiLU, GeLU };
 
 // y(n, W.out) = x(n, W.in) · Wᵀ (+ bias). Rows of x and y are contiguous with the given strides
 // (in floats). The activations are first converted to the weight's vec_dot type, as llama.cpp does.
 void matmul(const Linear& W, const float* x, int64_t n, int64_t x_stride, float* y, int64_t y_stride,
             ThreadPool& pool, MatmulScratch& scratch);
+
+// Several weights that read the same input (Q, K and V), in one pool dispatch: the activations
+// are converted once per vec_dot type and the rows of all weights form one task list. Each output
+// is bit-identical to matmul() of its weight alone.
+void matmul_multi(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t x_stride,
+                  ThreadPool& pool, MatmulScratch& scratch);
+
+// gate(n, F) = act(x · W_gateᵀ) * (x · W_upᵀ), in one dispatch: a task computes the same rows of
+// both weights and applies the activation to them while they are in cache; `up` is scratch.
+// Bit-identical to two matmul() calls followed by swiglu()/geglu().
+void matmul_glu(const Linear& W_gate, const Linear& W_up, Glu glu, const float* x, int64_t n, int64_t x_stride,
+                float* gate, float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch);
 
 // Row r of W as f32 (embedding lookup).
 void linear_row_f32(const Linear& W, int64_t r, float* dst);
