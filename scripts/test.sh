@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 python3 scripts/make-f32-models.py
+python3 scripts/make-test-models.py
 (cd build && ctest --output-on-failure --timeout 1800 -j1)
 
 if [ "${STEPQ_SKIP_SANITIZE:-0}" != "1" ]; then

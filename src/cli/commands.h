@@ -10,6 +10,11 @@
 #include "model/config.h"
 #include "runtime/sampler.h"
 
+namespace stepq {
+class GgufFile;
+class Tokenizer;
+}  // namespace stepq
+
 namespace stepq::cli {
 
 void add_run(CLI::App& app);
@@ -20,6 +25,12 @@ void add_dump_logits(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_bench(CLI::App& app);
+
+// `user` (and `system`, if not empty) wrapped in the model's chat template, or the default one
+// for its family when the file has none (*origin says which: "model" or the family), ready to be
+// encoded with special-token text parsed.
+std::string chat_prompt(const GgufFile& f, const Tokenizer& tok, const std::string& user, const std::string& system,
+                        std::string* origin = nullptr);
 
 // The context size of a sequence: --ctx (0 = 4096, or the model's context if that is shorter),
 // never longer than the context the model was trained for.

@@ -12,8 +12,7 @@
 #include "model/model.h"
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
-#include "tokenizer/chat_defaults.h"
-#include "tokenizer/chat_template.h"
+#include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
 
 namespace stepq::cli {
@@ -27,6 +26,11 @@ struct RunArgs {
   int ctx = 0;
   bool chat = false, ignore_eos = false, quiet = false;
   SamplerParams sampling;
+  // Speculative decoding.
+  std::string draft;
+  bool ngram = false, spec_fixed = false;
+  int spec_k = 0;  // 0: 8 for a draft model (adaptive), 6 for n-gram lookup (fixed)
+  int ngram_max = 2;
 };
 
 void do_run(const RunArgs& a) {
@@ -50,33 +54,59 @@ void do_run(const RunArgs& a) {
   std::string text = prompt;
   bool parse_special = false;
   if (a.chat) {
-    ResolvedChatTemplate tmpl = resolve_chat_template(model->gguf(), tok);
-    if (tmpl.origin != "model" && !a.quiet)
-      std::fprintf(stderr, "stepq: the model has no chat template; using the %s template\n", tmpl.origin.c_str());
-    std::vector<ChatMessage> msgs;
-    if (!a.system.empty()) msgs.push_back({"system", a.system});
-    msgs.push_back({"user", prompt});
-    const std::string bos = tok.bos() >= 0 ? tok.token_to_piece(tok.bos(), true) : "";
-    const std::string eos = tok.eos() >= 0 ? tok.token_to_piece(tok.eos(), true) : "";
-    text = strip_template_bos(ChatTemplate(tmpl.source).apply(msgs, true, bos, eos), tok);
+    std::string origin;
+    text = chat_prompt(model->gguf(), tok, prompt, a.system, &origin);
+    if (origin != "model" && !a.quiet)
+      std::fprintf(stderr, "stepq: the model has no chat template; using the %s template\n", origin.c_str());
     parse_special = true;
   }
   std::vector<int32_t> ids = tok.encode(text, true, parse_special);
 
   Forward fwd(*model, a.threads);
-  KvCache kv(c, resolve_ctx(a.ctx, c));
+  const int ctx = resolve_ctx(a.ctx, c);
+  KvCache kv(c, ctx);
   Sampler sampler(a.sampling, c.n_vocab);
   TextStreamer streamer(tok, false);
   GenerateOptions opt;
   opt.n_predict = a.n_predict;
   opt.ignore_eos = a.ignore_eos;
-  GenerateStats st = generate(fwd, kv, sampler, tok, ids, opt, [&](int32_t id) {
+  auto on_token = [&](int32_t id) {
     if (tok.is_eog(id) && !a.ignore_eos) return true;
     std::string piece = streamer.push(id);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+
+  // Speculation: a draft model (same vocabulary, or through text when it differs) or n-gram lookup.
+  std::unique_ptr<Model> draft_model;
+  std::unique_ptr<Forward> draft_fwd;
+  std::unique_ptr<Drafter> drafter;
+  SpeculativeOptions so;
+  if (!a.draft.empty()) {
+    draft_model = Model::load(a.draft);
+    const ModelConfig& dc = draft_model->config();
+    draft_fwd = std::make_unique<Forward>(*draft_model, fwd.shared_pool());
+    const int draft_ctx = std::min(ctx, dc.n_ctx_train > 0 ? dc.n_ctx_train : ctx);
+    const bool same = same_vocabulary(tok, draft_model->tokenizer());
+    if (same) drafter = std::make_unique<ModelDrafter>(*draft_fwd, draft_ctx, a.sampling);
+    else drafter = std::make_unique<TextDrafter>(*draft_fwd, tok, draft_ctx);
+    so.k_max = a.spec_k > 0 ? a.spec_k : 8;
+    so.adaptive = !a.spec_fixed;
+    if (!a.quiet)
+      std::fprintf(stderr, "stepq: draft %s (%s, %d layers, %.0f MB)%s\n", a.draft.c_str(), arch_name(dc.arch),
+                   dc.n_layer, draft_model->weight_bytes_per_token() / 1e6,
+                   same ? "" : ", another vocabulary: drafts go through text");
+  } else if (a.ngram) {
+    drafter = std::make_unique<NgramDrafter>(a.ngram_max);
+    so.k_max = a.spec_k > 0 ? a.spec_k : 6;
+    so.adaptive = false;
+  }
+  so.k_start = std::min(so.k_max, 4);
+
+  SpeculativeStats ss;
+  GenerateStats st = drafter ? speculative_generate(fwd, kv, sampler, tok, ids, opt, *drafter, so, ss, on_token)
+                             : generate(fwd, kv, sampler, tok, ids, opt, on_token);
   std::string rest = streamer.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
@@ -86,6 +116,17 @@ void do_run(const RunArgs& a) {
                  st.n_prompt, st.prompt_seconds, st.n_prompt / std::max(st.prompt_seconds, 1e-9), st.n_generated,
                  st.generate_seconds, st.n_generated / std::max(st.generate_seconds, 1e-9),
                  st.stopped_by_context ? " [context full]" : "");
+  if (drafter && !a.quiet) {
+    std::fprintf(stderr,
+                 "stepq: speculative (%s, k %s %d): %d rounds, drafted %d, accepted %d (%.1f%%), "
+                 "%.2f tokens per target forward (%.3f forwards per token); draft %.2f s, verify %.2f s\n",
+                 drafter->name().c_str(), so.adaptive ? "<=" : "=", so.k_max, ss.rounds, ss.drafted, ss.accepted,
+                 100.0 * ss.acceptance_rate(), (double)st.n_generated / std::max(1, ss.rounds + 1),
+                 (ss.rounds + 1.0) / std::max(1, st.n_generated), ss.draft_seconds, ss.verify_seconds);
+    std::string hist;
+    for (size_t i = 0; i < ss.accepted_hist.size(); i++) hist += fmt::format(" {}:{}", i, ss.accepted_hist[i]);
+    std::fprintf(stderr, "stepq: rounds by drafted tokens kept:%s\n", hist.c_str());
+  }
 }
 
 }  // namespace
@@ -106,6 +147,15 @@ void add_run(CLI::App& app) {
   c->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past end-of-generation tokens");
   c->add_flag("-q,--quiet", a->quiet, "No statistics on stderr");
   add_sampling_flags(c, a->sampling);
+  auto* g = c->add_option_group("Speculative decoding", "lossless: greedy output and sampled distributions are the target's own");
+  CLI::Option* draft = g->add_option("--draft", a->draft, "Draft model (GGUF) proposing tokens for this model to verify")
+      ->check(CLI::ExistingFile);
+  g->add_flag("--ngram", a->ngram, "Propose the tokens that followed the last n-gram earlier in the context (no draft model)")
+      ->excludes(draft);
+  g->add_option("--spec-k", a->spec_k, "Drafted tokens per round at most (default: 8 with --draft, adaptive; 6 with --ngram)")
+      ->check(CLI::Range(1, 64));
+  g->add_option("--ngram-max", a->ngram_max, "Longest n-gram matched with --ngram")->capture_default_str()->check(CLI::Range(1, 16));
+  g->add_flag("--spec-fixed", a->spec_fixed, "Always draft --spec-k tokens (no adaptation to the acceptance rate)");
   c->callback([a] { do_run(*a); });
 }
 

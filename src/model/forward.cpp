@@ -34,8 +34,10 @@ struct Forward::Buffers {
   std::vector<float> logits;               // (n_out, V)
 };
 
-Forward::Forward(const Model& model, int n_threads)
-    : model_(model), pool_(n_threads), buf_(std::make_unique<Buffers>()) {}
+Forward::Forward(const Model& model, int n_threads) : Forward(model, std::make_shared<ThreadPool>(n_threads)) {}
+
+Forward::Forward(const Model& model, std::shared_ptr<ThreadPool> pool)
+    : model_(model), pool_(std::move(pool)), buf_(std::make_unique<Buffers>()) {}
 
 Forward::~Forward() = default;
 
@@ -68,9 +70,9 @@ void Forward::reserve(int T, int n_out, int max_ctx) {
   }
   if (max_ctx > b.cap_ctx) {
     b.cap_ctx = max_ctx;
-    b.scores.resize((size_t)pool_.size() * max_ctx * (c.n_head / c.n_head_kv));
+    b.scores.resize((size_t)pool_->size() * max_ctx * (c.n_head / c.n_head_kv));
   }
-  const size_t q16_size = (size_t)pool_.size() * c.n_head / c.n_head_kv * c.head_dim;
+  const size_t q16_size = (size_t)pool_->size() * c.n_head / c.n_head_kv * c.head_dim;
   if (b.q16.size() < q16_size) b.q16.resize(q16_size);
 }
 
@@ -91,7 +93,7 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
   // Few tokens and few KV heads (decode; Gemma 3 has one KV head): split a group's query heads
   // over tasks too, so every thread has work.
   const int64_t base_tasks = (int64_t)T * nkv;
-  const int slices = (int)std::min<int64_t>(group, std::max<int64_t>(1, (2 * pool_.size() + base_tasks - 1) / base_tasks));
+  const int slices = (int)std::min<int64_t>(group, std::max<int64_t>(1, (2 * pool_->size() + base_tasks - 1) / base_tasks));
   const int per_slice = (group + slices - 1) / slices;
   const int64_t n_tasks = base_tasks * slices;
   std::atomic<int64_t> next{0};
@@ -143,7 +145,7 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
       }
     }
   };
-  pool_.run(body);
+  pool_->run(body);
 }
 
 void Forward::ffn(int layer, int T) {
@@ -152,8 +154,8 @@ void Forward::ffn(int layer, int T) {
   Buffers& b = *buf_;
   const int E = c.n_embd, F = c.n_ff;
   matmul_glu(L.w_gate, L.w_up, c.ffn_gelu ? Glu::GeLU : Glu::SiLU, b.h.data(), T, E, b.gate.data(), b.up.data(), F,
-             pool_, scratch_);
-  matmul(L.w_down, b.gate.data(), T, F, b.h.data(), E, pool_, scratch_);
+             *pool_, scratch_);
+  matmul(L.w_down, b.gate.data(), T, F, b.h.data(), E, *pool_, scratch_);
 }
 
 std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
@@ -207,7 +209,7 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
   const int qd = nh * hd, kvd = nkv * hd, half = c.n_rot / 2;
 
   // Embeddings (gemma3 scales them by sqrt(E)).
-  pool_.parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+  pool_->parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++) {
       const int seq = b.tok_seq[t];
       const int32_t tok = batch[seq].tokens[b.tok_pos[t] - batch[seq].kv->length()];
@@ -228,7 +230,7 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
   // Token-wise work (norms, rope, cache writes, residuals) is split over the pool when there are
   // many tokens (prefill); a few tokens (decode) run inline on the caller.
   auto per_token = [&](auto&& f) {
-    pool_.parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
+    pool_->parallel_for(T, 16, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; t++) f((int)t);
     });
   };
@@ -243,7 +245,7 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
     // --- attention block ---
     per_token([&](int t) { rms_norm(&b.x[(size_t)t * E], L.attn_norm, &b.h[(size_t)t * E], E, c.rms_eps); });
     const MatmulTarget qkv[3] = {{&L.wq, b.q.data(), qd}, {&L.wk, b.k.data(), kvd}, {&L.wv, b.v.data(), kvd}};
-    matmul_multi(qkv, b.h.data(), T, E, pool_, scratch_);
+    matmul_multi(qkv, b.h.data(), T, E, *pool_, scratch_);
     per_token([&](int t) {
       float* q = &b.q[(size_t)t * qd];
       float* k = &b.k[(size_t)t * kvd];
@@ -271,7 +273,7 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
       }
     });
     attention(l, batch, swa);
-    matmul(L.wo, b.att.data(), T, qd, b.h.data(), E, pool_, scratch_);
+    matmul(L.wo, b.att.data(), T, qd, b.h.data(), E, *pool_, scratch_);
     per_token([&](int t) {
       float* ht = &b.h[(size_t)t * E];
       if (L.post_attn_norm) rms_norm(ht, L.post_attn_norm, ht, E, c.rms_eps);
@@ -293,7 +295,7 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
   // Output head, only for the rows asked for.
   for (size_t i = 0; i < b.out_rows.size(); i++)
     rms_norm(&b.x[(size_t)b.out_rows[i] * E], W.output_norm, &b.xo[i * E], E, c.rms_eps);
-  matmul(W.output, b.xo.data(), n_out, E, b.logits.data(), c.n_vocab, pool_, scratch_);
+  matmul(W.output, b.xo.data(), n_out, E, b.logits.data(), c.n_vocab, *pool_, scratch_);
   if (c.final_softcap > 0.0f) {
     const float cap = c.final_softcap;
     for (size_t i = 0; i < (size_t)n_out * c.n_vocab; i++) b.logits[i] = cap * std::tanh(b.logits[i] / cap);

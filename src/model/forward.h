@@ -25,6 +25,9 @@ struct SequenceInput {
 class Forward {
  public:
   Forward(const Model& model, int n_threads);
+  // Shares a pool with other forwards (a target and its draft model take turns on the same
+  // threads instead of two pools' workers spinning against each other).
+  Forward(const Model& model, std::shared_ptr<ThreadPool> pool);
   ~Forward();
 
   // Runs the batch, appends to every KV cache, and returns the logits: (n_out, n_vocab) row-major,
@@ -37,7 +40,8 @@ class Forward {
   int output_offset(int i) const { return out_offset_[i]; }
 
   const Model& model() const { return model_; }
-  ThreadPool& pool() { return pool_; }
+  ThreadPool& pool() { return *pool_; }
+  const std::shared_ptr<ThreadPool>& shared_pool() const { return pool_; }
 
  private:
   struct Buffers;
@@ -46,7 +50,7 @@ class Forward {
   void ffn(int layer, int n);
 
   const Model& model_;
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
   MatmulScratch scratch_;
   std::unique_ptr<Buffers> buf_;
   std::vector<int> out_count_, out_offset_;

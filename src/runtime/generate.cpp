@@ -18,10 +18,8 @@ double now_s() {
 }
 }  // namespace
 
-GenerateStats generate(Forward& fwd, KvCache& kv, Sampler& sampler, const Tokenizer& tok,
-                       std::span<const int32_t> prompt, const GenerateOptions& opt,
-                       FunctionRef<bool(int32_t)> on_token) {
-  GenerateStats st;
+std::span<const float> prefill(Forward& fwd, KvCache& kv, Sampler& sampler, std::span<const int32_t> prompt,
+                               int chunk) {
   if (prompt.empty()) fail("the prompt is empty: give at least one token of text");
   if (kv.length() + (int)prompt.size() > kv.capacity()) {
     const int model_ctx = fwd.model().config().n_ctx_train;
@@ -31,16 +29,23 @@ GenerateStats generate(Forward& fwd, KvCache& kv, Sampler& sampler, const Tokeni
     fail("the prompt has {} tokens but the context holds {}; raise --ctx{}", prompt.size(),
          kv.capacity() - kv.length(), model_ctx > 0 ? fmt::format(" (the model allows up to {})", model_ctx) : "");
   }
-  st.n_prompt = (int)prompt.size();
   for (int32_t t : prompt) sampler.accept(t);
-
-  double t0 = now_s();
   std::span<const float> logits;
-  for (size_t i = 0; i < prompt.size(); i += (size_t)opt.prefill_chunk) {
-    const size_t n = std::min(prompt.size() - i, (size_t)opt.prefill_chunk);
+  for (size_t i = 0; i < prompt.size(); i += (size_t)chunk) {
+    const size_t n = std::min(prompt.size() - i, (size_t)chunk);
     SequenceInput in{&kv, prompt.subspan(i, n), false};
     logits = fwd.run({&in, 1});
   }
+  return logits;
+}
+
+GenerateStats generate(Forward& fwd, KvCache& kv, Sampler& sampler, const Tokenizer& tok,
+                       std::span<const int32_t> prompt, const GenerateOptions& opt,
+                       FunctionRef<bool(int32_t)> on_token) {
+  GenerateStats st;
+  double t0 = now_s();
+  std::span<const float> logits = prefill(fwd, kv, sampler, prompt, opt.prefill_chunk);
+  st.n_prompt = (int)prompt.size();
   st.prompt_seconds = now_s() - t0;
 
   t0 = now_s();

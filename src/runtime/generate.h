@@ -24,6 +24,12 @@ struct GenerateStats {
   bool stopped_by_eog = false, stopped_by_context = false;
 };
 
+// Checks that the prompt fits in `kv` (errors that say what to change), adds its tokens to the
+// sampler's penalty history and feeds it in chunks of `chunk` tokens. Returns the logits of the
+// prompt's last position (valid until the next forward).
+std::span<const float> prefill(Forward& fwd, KvCache& kv, Sampler& sampler, std::span<const int32_t> prompt,
+                               int chunk);
+
 // Appends prompt then generated tokens to `kv`. on_token(id) is called for each generated token
 // (also the final end-of-generation token); return false from it to stop early.
 GenerateStats generate(Forward& fwd, KvCache& kv, Sampler& sampler, const Tokenizer& tok,

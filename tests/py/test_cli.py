@@ -107,5 +107,30 @@ check(r.returncode == 0 and "gemma3" in r.stdout and "global layers 5,11,17" in 
 r = stepq("tokenize", "-m", SMOL, "-p", "Hello world", "--ids")
 check(r.returncode == 0 and r.stdout.strip() != "", "tokenize prints ids", r)
 
+# --chat applies the model's template before tokenizing (special tokens parsed).
+r = stepq("tokenize", "-m", SMOL, "-p", "Hello", "--chat", "--ids")
+r2 = stepq("tokenize", "-m", SMOL, "-p", "Hello", "--ids")
+check(r.returncode == 0 and len(r.stdout.split()) > len(r2.stdout.split()) + 4, "tokenize --chat wraps in the template", r)
+
+# Speculative decoding: greedy output identical to plain decoding, statistics at the end.
+code = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n"
+plain = stepq("run", "-m", SMOL, "-p", code, "-n", "40", "--temp", "0")
+for extra, what in [(["--ngram"], "n-gram"), (["--draft", SMOL, "--spec-k", "3"], "draft (itself)"),
+                    (["--draft", GEMMA], "draft of another vocabulary")]:
+    r = stepq("run", "-m", SMOL, "-p", code, "-n", "40", "--temp", "0", *extra)
+    check(r.returncode == 0 and r.stdout == plain.stdout and "accepted" in r.stderr and "forwards per token" in r.stderr,
+          f"speculative {what}: same text as plain greedy, statistics printed", r)
+r = stepq("run", "-m", SMOL, "-p", code, "-n", "40", "--temp", "0", "--draft", SMOL, "--spec-k", "3")
+check("accepted 100.0%" in r.stderr or "(100.0%)" in r.stderr, "a draft identical to the target is always accepted", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--draft", SMOL, "--ngram")
+check(r.returncode != 0 and "--ngram" in r.stderr, "--draft with --ngram: clear error", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--draft", "/nonexistent.gguf")
+check(r.returncode != 0 and "nonexistent" in r.stderr, "missing draft file is named", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--ngram", "--spec-k", "0")
+check(r.returncode != 0 and "spec-k" in r.stderr, "bad --spec-k is refused", r)
+r = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL)
+r2 = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL)
+check(r.returncode == 0 and r.stdout == r2.stdout, "sampled speculative output is reproducible for a seed", r)
+
 print(f"{len(failures)} CLI check(s) failed" if failures else "all CLI checks passed")
 sys.exit(1 if failures else 0)

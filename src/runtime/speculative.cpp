@@ -1,0 +1,314 @@
+#include "runtime/speculative.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "base/error.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/kv_cache.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
+
+namespace stepq {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Drops what is not well-formed UTF-8 (a multi-byte character cut by a token boundary), so that
+// text decoded from a span of tokens can be encoded by another tokenizer.
+std::string well_formed(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = unicode::utf8_sequence_length(s.substr(i));
+    if (n == 0) {
+      i += unicode::utf8_maximal_subpart(s.substr(i));
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+}  // namespace
+
+// --- n-gram --------------------------------------------------------------------------------------
+
+void NgramDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t>& out, std::vector<float>* q) {
+  out.clear();
+  if (q) q->clear();
+  const int64_t N = (int64_t)h.size();
+  if (k <= 0) return;
+  for (int n = std::min<int64_t>(max_n_, N - 1); n >= 1; n--) {
+    const int32_t* pat = h.data() + N - n;
+    // The most recent earlier occurrence: scan backwards from the one just before the suffix.
+    for (int64_t i = N - n - 1; i >= 0; i--) {
+      if (h[i] != pat[0] || !std::equal(pat, pat + n, h.data() + i)) continue;
+      const int64_t from = i + n, to = std::min<int64_t>(N, from + k);
+      out.assign(h.begin() + from, h.begin() + to);
+      return;
+    }
+  }
+}
+
+// --- draft model ---------------------------------------------------------------------------------
+
+namespace {
+SamplerParams draft_sampling(SamplerParams p) {
+  p.repeat_penalty = 1.0f;  // any q is exact as long as the draft token is drawn from it
+  p.repeat_last_n = 0;
+  p.seed ^= 0x5eed5eed5eed5eedull;
+  return p;
+}
+}  // namespace
+
+ModelDrafter::ModelDrafter(Forward& fwd, int ctx, const SamplerParams& sampling)
+    : fwd_(fwd),
+      kv_(std::make_unique<KvCache>(fwd.model().config(), ctx)),
+      sampler_(draft_sampling(sampling), fwd.model().config().n_vocab) {}
+
+ModelDrafter::~ModelDrafter() = default;
+
+std::string ModelDrafter::name() const { return "draft model"; }
+
+void ModelDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t>& out, std::vector<float>* q) {
+  const double t0 = now_s();
+  out.clear();
+  if (q) q->clear();
+  const int n_vocab = fwd_.model().config().n_vocab;
+  // After drafting, the cache holds the history and the first k-1 drafted tokens.
+  k = std::min<int64_t>(k, (int64_t)kv_->capacity() - (int64_t)h.size() + 1);
+  if (k <= 0 || h.empty()) {
+    seconds_ += now_s() - t0;
+    return;
+  }
+  // Roll back to the longest common prefix, keeping at least the last token to feed.
+  size_t common = 0;
+  while (common < seen_.size() && common < h.size() && seen_[common] == h[common]) common++;
+  common = std::min(common, h.size() - 1);
+  kv_->truncate((int)common);
+  seen_.resize(common);
+  std::span<const float> logits;
+  constexpr size_t kChunk = 512;
+  for (size_t i = common; i < h.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, h.size() - i);
+    SequenceInput in{kv_.get(), h.subspan(i, n), false};
+    logits = fwd_.run({&in, 1});
+  }
+  seen_.insert(seen_.end(), h.begin() + common, h.end());
+  const bool greedy = sampler_.params().temperature <= 0 || !q;
+  if (!greedy) probs_.resize(n_vocab);
+  for (int i = 0; i < k; i++) {
+    int32_t d;
+    if (greedy) {
+      d = sampler_.sample(logits.data());
+    } else {
+      sampler_.probabilities(logits.data(), probs_.data());
+      d = sampler_.sample_from(probs_.data(), n_vocab);
+      q->insert(q->end(), probs_.begin(), probs_.end());
+    }
+    out.push_back(d);
+    if (i + 1 == k) break;
+    SequenceInput in{kv_.get(), {&out.back(), 1}, false};
+    logits = fwd_.run({&in, 1});
+    seen_.push_back(d);
+  }
+  if (greedy && q) q->clear();
+  seconds_ += now_s() - t0;
+}
+
+// --- draft model with another vocabulary -------------------------------------------------------
+
+TextDrafter::TextDrafter(Forward& draft, const Tokenizer& target_tok, int ctx)
+    : target_tok_(target_tok), draft_tok_(draft.model().tokenizer()) {
+  SamplerParams greedy;
+  greedy.temperature = 0;
+  inner_ = std::make_unique<ModelDrafter>(draft, ctx, greedy);
+}
+
+TextDrafter::~TextDrafter() = default;
+
+std::string TextDrafter::name() const { return "draft model (other vocabulary, through text)"; }
+
+void TextDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t>& out, std::vector<float>* q) {
+  const double t0 = now_s();
+  out.clear();
+  if (q) q->clear();
+  const std::string text = well_formed(target_tok_.decode(h, true));
+  draft_history_ = draft_tok_.encode(text, true, true);
+  if (!draft_history_.empty()) {
+    inner_->propose(draft_history_, k, draft_out_, nullptr);
+    const std::string cont = well_formed(draft_tok_.decode(draft_out_, false));
+    if (!cont.empty()) {
+      out = target_tok_.encode(cont, false, false);
+      if ((int)out.size() > k) out.resize(k);
+    }
+  }
+  seconds_ += now_s() - t0;
+}
+
+bool same_vocabulary(const Tokenizer& a, const Tokenizer& b) {
+  if (a.n_vocab() != b.n_vocab()) return false;
+  for (int32_t i = 0; i < a.n_vocab(); i++)
+    if (a.token_text(i) != b.token_text(i)) return false;
+  return true;
+}
+
+// --- verification --------------------------------------------------------------------------------
+
+VerifyResult verify_drafts(Sampler& sampler, const float* rows, std::span<const int32_t> drafts,
+                           std::span<const float> q, std::vector<float>& probs, AcceptRule rule) {
+  const int V = sampler.n_vocab();
+  const int k = (int)drafts.size();
+  if (!q.empty() && q.size() != (size_t)k * V)
+    fail("verify_drafts: {} draft distributions of {} entries for {} drafted tokens", q.size() / V, V, k);
+  VerifyResult r;
+  if (sampler.params().temperature <= 0) {
+    // Greedy: keep drafted tokens while they are the target's argmax.
+    for (int i = 0;; i++) {
+      const int32_t t = sampler.sample(rows + (size_t)i * V);
+      sampler.accept(t);
+      if (i < k && t == drafts[i]) {
+        r.n_accepted++;
+        continue;
+      }
+      r.next = t;
+      return r;
+    }
+  }
+  if (probs.size() < (size_t)V) probs.resize(V);
+  float* p = probs.data();
+  for (int i = 0; i < k; i++) {
+    sampler.probabilities(rows + (size_t)i * V, p);
+    const int32_t d = drafts[i];
+    if (d < 0 || d >= V) fail("verify_drafts: drafted token {} is outside the vocabulary [0, {})", d, V);
+    const float qd = q.empty() ? 1.0f : q[(size_t)i * V + d];
+    const bool keep = qd > 0 && sampler.uniform() * qd < p[d];  // u < min(1, p/q)
+    if (keep) {
+      sampler.accept(d);
+      r.n_accepted++;
+      continue;
+    }
+    if (rule == AcceptRule::kBrokenForTesting) {
+      r.next = sampler.sample(rows + (size_t)i * V);  // p itself: the draft's mass counted twice
+    } else {
+      // The residual norm(max(0, p − q)); for a point mass, p without d.
+      double mass = 0;
+      if (q.empty()) {
+        p[d] = 0;
+        for (int j = 0; j < V; j++) mass += p[j];
+      } else {
+        const float* qi = q.data() + (size_t)i * V;
+        for (int j = 0; j < V; j++) {
+          p[j] = std::max(0.0f, p[j] - qi[j]);
+          mass += p[j];
+        }
+      }
+      // Zero mass needs p ≤ q everywhere with p(d) < q(d): impossible for two distributions
+      // except by rounding; p itself is then the right distribution to draw from.
+      r.next = mass > 0 ? sampler.sample_from(p, V) : sampler.sample(rows + (size_t)i * V);
+    }
+    sampler.accept(r.next);
+    return r;
+  }
+  r.next = sampler.sample(rows + (size_t)k * V);  // every drafted token kept: the bonus token
+  sampler.accept(r.next);
+  return r;
+}
+
+// --- the loop ------------------------------------------------------------------------------------
+
+GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sampler, const Tokenizer& tok,
+                                   std::span<const int32_t> prompt, const GenerateOptions& opt, Drafter& drafter,
+                                   const SpeculativeOptions& so, SpeculativeStats& stats,
+                                   FunctionRef<bool(int32_t)> on_token) {
+  GenerateStats st;
+  const int k_max = std::max(0, so.k_max);
+  stats = SpeculativeStats{};
+  stats.accepted_hist.assign(k_max + 1, 0);
+  const int V = target.model().config().n_vocab;
+  const double draft_before = drafter.seconds();
+
+  double t0 = now_s();
+  std::span<const float> logits = prefill(target, kv, sampler, prompt, opt.prefill_chunk);
+  st.n_prompt = (int)prompt.size();
+  st.prompt_seconds = now_s() - t0;
+
+  t0 = now_s();
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  std::vector<int32_t> drafts, batch;
+  std::vector<float> q, probs;
+  history.reserve(history.size() + std::max(0, opt.n_predict) + k_max + 1);
+  // The first token comes from the prompt's logits, as in generate().
+  VerifyResult vr = verify_drafts(sampler, logits.data(), {}, {}, probs, so.rule);
+  std::vector<int32_t> emit{vr.next};
+  int k = std::clamp(so.k_start, std::min(1, k_max), k_max);
+  for (;;) {
+    bool stop = false;
+    for (int32_t t : emit) {
+      st.n_generated++;
+      history.push_back(t);
+      if (!on_token(t)) {
+        stop = true;
+        break;
+      }
+      if (tok.is_eog(t) && !opt.ignore_eos) {
+        st.stopped_by_eog = true;
+        stop = true;
+        break;
+      }
+      if (opt.n_predict >= 0 && st.n_generated >= opt.n_predict) {
+        stop = true;
+        break;
+      }
+      // generate() stops once the cache is full with the last emitted token still to be fed.
+      if ((int64_t)history.size() - 1 >= kv.capacity()) {
+        st.stopped_by_context = true;
+        stop = true;
+        break;
+      }
+    }
+    if (stop) break;
+
+    // One round: the pending token (history.back(), not yet in the cache) and up to k drafts.
+    int kr = k;
+    if (opt.n_predict >= 0) kr = std::min(kr, opt.n_predict - st.n_generated - 1);
+    kr = std::max(0, std::min(kr, kv.capacity() - kv.length() - 1));
+    drafts.clear();
+    q.clear();
+    if (kr > 0) {
+      drafter.propose(history, kr, drafts, sampler.params().temperature > 0 ? &q : nullptr);
+      if ((int)drafts.size() > kr) drafts.resize(kr);
+      if (!q.empty()) q.resize(drafts.size() * (size_t)V);
+    }
+    const double tv = now_s();
+    batch.assign(1, history.back());
+    batch.insert(batch.end(), drafts.begin(), drafts.end());
+    const int base = kv.length();
+    SequenceInput in{&kv, batch, true};
+    logits = target.run({&in, 1});
+    vr = verify_drafts(sampler, logits.data(), drafts, q, probs, so.rule);
+    kv.truncate(base + 1 + vr.n_accepted);
+    stats.verify_seconds += now_s() - tv;
+    stats.rounds++;
+    stats.drafted += (int)drafts.size();
+    stats.accepted += vr.n_accepted;
+    stats.accepted_hist[std::min(vr.n_accepted, k_max)]++;
+    emit.assign(drafts.begin(), drafts.begin() + vr.n_accepted);
+    emit.push_back(vr.next);
+    if (so.adaptive && !drafts.empty()) {
+      if (vr.n_accepted == (int)drafts.size() && (int)drafts.size() == kr) k = std::min(k_max, k + 2);
+      else if (vr.n_accepted < (int)drafts.size()) k = std::max(1, k - 1);
+    }
+  }
+  st.generate_seconds = now_s() - t0;
+  stats.draft_seconds = drafter.seconds() - draft_before;
+  return st;
+}
+
+}  // namespace stepq
