@@ -118,6 +118,19 @@ void gemm_tile(int64_t n, const void* wv, size_t ws, int64_t rows, const void* a
     if (r < rows) gemm_rows_tail<K, R1 - 1, 1>(rows - r, n, w + r * ws, ws, a, as, 1, out + r, os);
     return;
   }
+  if (cols <= 2 * C) {
+    // A few tokens (speculative verification, small batches): R1 row streams at a time as in the
+    // matrix-vector case, each row unpacked once per C tokens while it is in L1. Register-tile
+    // packing (below) only pays from about 2C tokens on.
+    for (int64_t r = 0; r + R1 <= rows; r += R1)
+      for (int64_t c = 0; c < cols; c += C)
+        gemm_cols_tail<K, R1, C>(cols - c < C ? cols - c : C, n, w + r * ws, ws, a + c * as, as, out + c * os + r, os);
+    if (const int64_t r = rows / R1 * R1; r < rows)
+      for (int64_t c = 0; c < cols; c += C)
+        gemm_rows_tail<K, R1 - 1, C>(rows - r, n, w + r * ws, ws, a + c * as, as, cols - c < C ? cols - c : C,
+                                     out + c * os + r, os);
+    return;
+  }
   int64_t r = 0;
   for (; r + R <= rows; r += R) gemm_row_block<K, R, C>(n, w + r * ws, ws, a, as, cols, out + r, os, rows - r - R);
   if (r < rows) gemm_rows_tail<K, R - 1, C>(rows - r, n, w + r * ws, ws, a, as, cols, out + r, os);
