@@ -100,7 +100,7 @@ void do_run(const RunArgs& a) {
   } else if (a.ngram) {
     drafter = std::make_unique<NgramDrafter>(a.ngram_max);
     so.k_max = a.spec_k > 0 ? a.spec_k : 6;
-    so.adaptive = false;
+    so.adaptive = !a.spec_fixed;
   }
   so.k_start = std::min(so.k_max, 4);
 
@@ -152,10 +152,10 @@ void add_run(CLI::App& app) {
       ->check(CLI::ExistingFile);
   g->add_flag("--ngram", a->ngram, "Propose the tokens that followed the last n-gram earlier in the context (no draft model)")
       ->excludes(draft);
-  g->add_option("--spec-k", a->spec_k, "Drafted tokens per round at most (default: 8 with --draft, adaptive; 6 with --ngram)")
+  g->add_option("--spec-k", a->spec_k, "Drafted tokens per round at most (default: 8 with --draft, 6 with --ngram)")
       ->check(CLI::Range(1, 64));
   g->add_option("--ngram-max", a->ngram_max, "Longest n-gram matched with --ngram")->capture_default_str()->check(CLI::Range(1, 16));
-  g->add_flag("--spec-fixed", a->spec_fixed, "Always draft --spec-k tokens (no adaptation to the acceptance rate)");
+  g->add_flag("--spec-fixed", a->spec_fixed, "Always draft --spec-k tokens (default: choose k each round from the measured acceptance rate and costs)");
   c->callback([a] { do_run(*a); });
 }
 

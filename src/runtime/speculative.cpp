@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "base/error.h"
 #include "model/forward.h"
@@ -76,18 +77,7 @@ ModelDrafter::~ModelDrafter() = default;
 
 std::string ModelDrafter::name() const { return "draft model"; }
 
-void ModelDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t>& out, std::vector<float>* q) {
-  const double t0 = now_s();
-  out.clear();
-  if (q) q->clear();
-  const int n_vocab = fwd_.model().config().n_vocab;
-  // After drafting, the cache holds the history and the first k-1 drafted tokens.
-  k = std::min<int64_t>(k, (int64_t)kv_->capacity() - (int64_t)h.size() + 1);
-  if (k <= 0 || h.empty()) {
-    seconds_ += now_s() - t0;
-    return;
-  }
-  // Roll back to the longest common prefix, keeping at least the last token to feed.
+std::span<const float> ModelDrafter::sync(std::span<const int32_t> h) {
   size_t common = 0;
   while (common < seen_.size() && common < h.size() && seen_[common] == h[common]) common++;
   common = std::min(common, h.size() - 1);
@@ -101,6 +91,27 @@ void ModelDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_
     logits = fwd_.run({&in, 1});
   }
   seen_.insert(seen_.end(), h.begin() + common, h.end());
+  last_catch_up_ = (int)(h.size() - common);
+  return logits;
+}
+
+void ModelDrafter::prefill(std::span<const int32_t> prompt) {
+  if (!prompt.empty() && (int64_t)prompt.size() <= kv_->capacity()) sync(prompt);
+}
+
+void ModelDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t>& out, std::vector<float>* q) {
+  const double t0 = now_s();
+  out.clear();
+  if (q) q->clear();
+  last_catch_up_ = 0;
+  const int n_vocab = fwd_.model().config().n_vocab;
+  // After drafting, the cache holds the history and the first k-1 drafted tokens.
+  k = std::min<int64_t>(k, (int64_t)kv_->capacity() - (int64_t)h.size() + 1);
+  if (k <= 0 || h.empty()) {
+    seconds_ += now_s() - t0;
+    return;
+  }
+  std::span<const float> logits = sync(h);
   const bool greedy = sampler_.params().temperature <= 0 || !q;
   if (!greedy) probs_.resize(n_vocab);
   for (int i = 0; i < k; i++) {
@@ -139,10 +150,11 @@ void TextDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t
   const double t0 = now_s();
   out.clear();
   if (q) q->clear();
-  const std::string text = well_formed(target_tok_.decode(h, true));
-  draft_history_ = draft_tok_.encode(text, true, true);
+  last_catch_up_ = 0;
+  encode_history(h);
   if (!draft_history_.empty()) {
     inner_->propose(draft_history_, k, draft_out_, nullptr);
+    last_catch_up_ = inner_->last_catch_up();
     const std::string cont = well_formed(draft_tok_.decode(draft_out_, false));
     if (!cont.empty()) {
       out = target_tok_.encode(cont, false, false);
@@ -150,6 +162,15 @@ void TextDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t
     }
   }
   seconds_ += now_s() - t0;
+}
+
+void TextDrafter::encode_history(std::span<const int32_t> h) {
+  draft_history_ = draft_tok_.encode(well_formed(target_tok_.decode(h, true)), true, true);
+}
+
+void TextDrafter::prefill(std::span<const int32_t> prompt) {
+  encode_history(prompt);
+  if (!draft_history_.empty()) inner_->prefill(draft_history_);
 }
 
 bool same_vocabulary(const Tokenizer& a, const Tokenizer& b) {
@@ -223,6 +244,92 @@ VerifyResult verify_drafts(Sampler& sampler, const float* rows, std::span<const 
 
 // --- the loop ------------------------------------------------------------------------------------
 
+namespace {
+
+// Chooses each round's k to maximize expected tokens per second: with a per-token acceptance
+// rate a, drafting k tokens yields 1 + a + … + a^k tokens at the cost of k draft steps and one
+// target forward over k+1 tokens. The rate and both costs are measured as the run goes
+// (exponential moving averages, so they follow the text and the context length); forward times
+// for sizes not yet seen are interpolated from the sizes seen. k = 0 is a plain decoding step, so
+// when speculation does not pay the loop decodes plainly, probing k = 1 now and then.
+class KChooser {
+ public:
+  KChooser(int k_max, int k_start) : k_max_(k_max), k_start_(k_start), t_fwd_(k_max + 2, -1.0) {}
+
+  int next(int round) {
+    if (round == 0) return k_start_;
+    if (round == 1) return 0;  // one plain step: the cost of a single-token forward
+    // Probe now and then: the acceptance rate can only be learned by drafting. Probes that do
+    // not bring speculation back come less often (8, 16, .. 128 plain steps apart).
+    if (zeros_ >= probe_every_) {
+      probe_every_ = std::min(128, probe_every_ * 2);
+      return 1;
+    }
+    const double a = (acc_ + 1.0) / (trials_ + 2.0);
+    // Until a draft step has been timed, assume it is cheap (a quarter of a target step), so
+    // that speculation gets tried.
+    const double t_draft = t_draft_ >= 0 ? t_draft_ : 0.25 * fwd_cost(1);
+    int best = 0;
+    double best_rate = 0;
+    for (int k = 0; k <= k_max_; k++) {
+      const double tokens = a >= 1.0 ? k + 1 : (1.0 - std::pow(a, k + 1)) / (1.0 - a);
+      const double rate = tokens / (k * t_draft + fwd_cost(k + 1));
+      if (rate > best_rate * 1.02) {  // prefer the smaller k unless a larger one clearly pays
+        best_rate = rate;
+        best = k;
+      }
+    }
+    if (best > 0) probe_every_ = 8;
+    return best;
+  }
+
+  void observe(int drafted, int accepted, double verify_s, double draft_s, int catch_up) {
+    const int n = drafted + 1;
+    t_fwd_[n] = t_fwd_[n] < 0 ? verify_s : 0.7 * t_fwd_[n] + 0.3 * verify_s;
+    zeros_ = drafted == 0 ? zeros_ + 1 : 0;
+    if (drafted == 0) return;
+    // Tokens tested: the kept ones and, on a rejection, the rejected one.
+    const int tested = std::min(accepted + 1, drafted);
+    acc_ = 0.9 * acc_ + accepted;
+    trials_ = 0.9 * trials_ + tested;
+    // Not the prompt's prefill: a catch-up of a few tokens costs about one forward like the
+    // drafting ones, so the time per drafted token stays the time per draft forward.
+    if (catch_up <= 16) {
+      const double per = draft_s / drafted;
+      t_draft_ = t_draft_ < 0 ? per : 0.7 * t_draft_ + 0.3 * per;
+    }
+  }
+
+ private:
+  // Seconds of a target forward over n tokens: measured, or interpolated between the nearest
+  // measured sizes (extrapolated past the largest with the last slope, or 30% of a one-token
+  // forward per token when only one size is known).
+  double fwd_cost(int n) const {
+    if (t_fwd_[n] >= 0) return t_fwd_[n];
+    int lo = n - 1, hi = n + 1;
+    while (lo >= 1 && t_fwd_[lo] < 0) lo--;
+    while (hi <= k_max_ + 1 && t_fwd_[hi] < 0) hi++;
+    if (lo >= 1 && hi <= k_max_ + 1) return t_fwd_[lo] + (t_fwd_[hi] - t_fwd_[lo]) * (n - lo) / (hi - lo);
+    const int a = lo >= 1 ? lo : hi;
+    if (a < 1 || a > k_max_ + 1) return 1.0 + 0.3 * (n - 1);
+    int b = a + (lo >= 1 ? -1 : 1);  // a second measured size on the same side, for the slope
+    while (b >= 1 && b <= k_max_ + 1 && t_fwd_[b] < 0) b += lo >= 1 ? -1 : 1;
+    double slope;
+    if (b >= 1 && b <= k_max_ + 1) slope = std::max(0.0, (t_fwd_[a] - t_fwd_[b]) / (a - b));
+    else slope = 0.3 * t_fwd_[a] / (1.0 + 0.3 * (a - 1));
+    return std::max(1e-9, t_fwd_[a] + slope * (n - a));
+  }
+
+  int k_max_, k_start_;
+  std::vector<double> t_fwd_;  // by tokens in the forward (1 .. k_max+1); < 0: not measured yet
+  double t_draft_ = -1;        // seconds per drafted token
+  double acc_ = 0, trials_ = 0;
+  int zeros_ = 0, probe_every_ = 8;
+};
+
+}  // namespace
+
+
 GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sampler, const Tokenizer& tok,
                                    std::span<const int32_t> prompt, const GenerateOptions& opt, Drafter& drafter,
                                    const SpeculativeOptions& so, SpeculativeStats& stats,
@@ -236,6 +343,8 @@ GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sample
 
   double t0 = now_s();
   std::span<const float> logits = prefill(target, kv, sampler, prompt, opt.prefill_chunk);
+  // The draft's prefill counts as prompt processing (it does not move the target's logits).
+  drafter.prefill(prompt);
   st.n_prompt = (int)prompt.size();
   st.prompt_seconds = now_s() - t0;
 
@@ -247,7 +356,7 @@ GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sample
   // The first token comes from the prompt's logits, as in generate().
   VerifyResult vr = verify_drafts(sampler, logits.data(), {}, {}, probs, so.rule);
   std::vector<int32_t> emit{vr.next};
-  int k = std::clamp(so.k_start, std::min(1, k_max), k_max);
+  KChooser chooser(k_max, std::clamp(so.k_start, std::min(1, k_max), k_max));
   for (;;) {
     bool stop = false;
     for (int32_t t : emit) {
@@ -276,11 +385,12 @@ GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sample
     if (stop) break;
 
     // One round: the pending token (history.back(), not yet in the cache) and up to k drafts.
-    int kr = k;
+    int kr = so.adaptive ? chooser.next(stats.rounds) : k_max;
     if (opt.n_predict >= 0) kr = std::min(kr, opt.n_predict - st.n_generated - 1);
     kr = std::max(0, std::min(kr, kv.capacity() - kv.length() - 1));
     drafts.clear();
     q.clear();
+    const double draft_s0 = drafter.seconds();
     if (kr > 0) {
       drafter.propose(history, kr, drafts, sampler.params().temperature > 0 ? &q : nullptr);
       if ((int)drafts.size() > kr) drafts.resize(kr);
@@ -294,17 +404,16 @@ GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sample
     logits = target.run({&in, 1});
     vr = verify_drafts(sampler, logits.data(), drafts, q, probs, so.rule);
     kv.truncate(base + 1 + vr.n_accepted);
-    stats.verify_seconds += now_s() - tv;
+    const double verify_s = now_s() - tv;
+    stats.verify_seconds += verify_s;
+    chooser.observe((int)drafts.size(), vr.n_accepted, verify_s, drafter.seconds() - draft_s0,
+                    kr > 0 ? drafter.last_catch_up() : 0);
     stats.rounds++;
     stats.drafted += (int)drafts.size();
     stats.accepted += vr.n_accepted;
     stats.accepted_hist[std::min(vr.n_accepted, k_max)]++;
     emit.assign(drafts.begin(), drafts.begin() + vr.n_accepted);
     emit.push_back(vr.next);
-    if (so.adaptive && !drafts.empty()) {
-      if (vr.n_accepted == (int)drafts.size() && (int)drafts.size() == kr) k = std::min(k_max, k + 2);
-      else if (vr.n_accepted < (int)drafts.size()) k = std::max(1, k - 1);
-    }
   }
   st.generate_seconds = now_s() - t0;
   stats.draft_seconds = drafter.seconds() - draft_before;

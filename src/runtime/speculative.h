@@ -37,11 +37,18 @@ class Drafter {
   // the distribution it was drawn from; otherwise q is left empty and each token is a point mass.
   virtual void propose(std::span<const int32_t> history, int k, std::vector<int32_t>& out, std::vector<float>* q) = 0;
   virtual std::string name() const = 0;
+  // Called once with the prompt while the target prefills it, so that a draft model's own prefill
+  // counts as prompt processing rather than as the first round's drafting.
+  virtual void prefill(std::span<const int32_t> prompt) { (void)prompt; }
   // Seconds spent in propose() so far (model drafters: draft forwards and sampling).
   double seconds() const { return seconds_; }
+  // Tokens the last propose() fed to catch up with the history before drafting (a draft model
+  // behind by more than a token or two after plain steps); 0 for proposers without state.
+  int last_catch_up() const { return last_catch_up_; }
 
  protected:
   double seconds_ = 0;
+  int last_catch_up_ = 0;
 };
 
 // Prompt lookup: the tokens that followed the most recent earlier occurrence of the history's
@@ -56,7 +63,8 @@ class NgramDrafter : public Drafter {
   int max_n_;
 };
 
-// A draft model with the target's vocabulary. Keeps its own KV cache in step with the history:
+// A draft model with the target's vocabulary (its own Forward, not the target's: the target's logits
+// must survive a draft step). Keeps its own KV cache in step with the history:
 // on each call it rolls back to the longest common prefix with what it has seen, feeds the rest,
 // then drafts k tokens one forward each. Greedy when the sampling temperature is <= 0 (point
 // masses), else it samples with the target's filters (no repetition penalty) and reports q.
@@ -65,9 +73,14 @@ class ModelDrafter : public Drafter {
   ModelDrafter(Forward& fwd, int ctx, const SamplerParams& sampling);
   ~ModelDrafter() override;
   void propose(std::span<const int32_t> history, int k, std::vector<int32_t>& out, std::vector<float>* q) override;
+  void prefill(std::span<const int32_t> prompt) override;
   std::string name() const override;
 
  private:
+  // Rolls the cache back to the longest common prefix with h (keeping at least one token of h to
+  // feed) and feeds the rest; returns the logits after h.
+  std::span<const float> sync(std::span<const int32_t> h);
+
   Forward& fwd_;
   std::unique_ptr<KvCache> kv_;
   Sampler sampler_;
@@ -84,9 +97,11 @@ class TextDrafter : public Drafter {
   TextDrafter(Forward& draft, const Tokenizer& target_tok, int ctx);
   ~TextDrafter() override;
   void propose(std::span<const int32_t> history, int k, std::vector<int32_t>& out, std::vector<float>* q) override;
+  void prefill(std::span<const int32_t> prompt) override;
   std::string name() const override;
 
  private:
+  void encode_history(std::span<const int32_t> h);
   const Tokenizer& target_tok_;
   const Tokenizer& draft_tok_;
   std::unique_ptr<ModelDrafter> inner_;
@@ -118,7 +133,9 @@ VerifyResult verify_drafts(Sampler& sampler, const float* rows, std::span<const 
 struct SpeculativeOptions {
   int k_max = 8;          // drafted tokens per round at most (--spec-k)
   int k_start = 4;        // first round's k (clamped to k_max)
-  bool adaptive = true;   // all accepted: k += 2; otherwise k -= 1 (at least 1), up to k_max
+  // Choose k (0 .. k_max) each round for the most expected tokens per second, from the measured
+  // acceptance rate, draft cost and target forward cost by size; k = 0 is a plain step. Off: k_max.
+  bool adaptive = true;
   AcceptRule rule = AcceptRule::kRejectionSampling;
 };
 
