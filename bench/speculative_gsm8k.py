@@ -13,7 +13,7 @@ identical in every mode: the script checks it and says so.
 
 It also measures what the speedups are made of: the draft/target cost ratio c (seconds per
 decoded token of the draft over the target, `stepq bench` tg64), the cost of a target forward
-over k+1 tokens relative to one (`stepq bench` pp1 .. pp9), and from those and the measured
+over k+1 tokens relative to one (`stepq bench` batch1 .. batch9), and from those and the measured
 tokens per round the speedup they imply: tokens per round / (drafted per round · c + r(k̄+1)).
 
   python3 bench/speculative_gsm8k.py -n 50 --out docs/speculative.md
@@ -92,7 +92,9 @@ def summarize(runs):
 
 
 def stepq_bench_tps(model, args, extra):
-    cmd = [STEPQ, "bench", "-m", model, "-t", str(args.threads), "-b", "", "--json"] + extra
+    cmd = [STEPQ, "bench", "-m", model, "-t", str(args.threads), "--json"] + extra
+    if "-b" not in extra:
+        cmd += ["-b", ""]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
 
@@ -169,11 +171,11 @@ def main():
     tg = lambda m: stepq_bench_tps(m, args, ["-p", "0", "-n", "64", "-r", "3"])[0]["tokens_per_s"]  # noqa: E731
     t_target = 1.0 / tg(target)
     c = {os.path.basename(d): (1.0 / tg(d)) / t_target for d in drafts}
-    verify = {}
-    for k1 in range(1, 10):
-        tps = stepq_bench_tps(target, args, ["-p", str(k1), "-n", "0", "-r", "5"])[0]["tokens_per_s"]
-        verify[k1] = (k1 / tps)
-    r = {k1: v / verify[1] for k1, v in verify.items()}
+    # A forward over B tokens with a warm cache: stepq bench's batch<B> (B sequences, one token
+    # each: the same matrix shapes as verifying B-1 drafted tokens; attention differs slightly).
+    rows_b = stepq_bench_tps(target, args, ["-p", "0", "-n", "32", "-r", "3", "-b", ",".join(map(str, range(1, 10)))])
+    verify = {int(j["test"][5:]): int(j["test"][5:]) / j["tokens_per_s"] for j in rows_b if j["test"].startswith("batch")}
+    r = {k1: v / verify[1] for k1, v in sorted(verify.items())}
 
     plain_tps = {e: s["tps"] for e, m, _, s in rows if m == "plain"}
     lines = []

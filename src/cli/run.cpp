@@ -123,6 +123,9 @@ void do_run(const RunArgs& a) {
                  drafter->name().c_str(), so.adaptive ? "<=" : "=", so.k_max, ss.rounds, ss.drafted, ss.accepted,
                  100.0 * ss.acceptance_rate(), (double)st.n_generated / std::max(1, ss.rounds + 1),
                  (ss.rounds + 1.0) / std::max(1, st.n_generated), ss.draft_seconds, ss.verify_seconds);
+    if (drafter->text_seconds() > 0)
+      std::fprintf(stderr, "stepq: of the draft time, %.3f s went to re-encoding between vocabularies (%.2f ms per round)\n",
+                   drafter->text_seconds(), 1000.0 * drafter->text_seconds() / std::max(1, ss.rounds));
     std::string hist;
     for (size_t i = 0; i < ss.accepted_hist.size(); i++) hist += fmt::format(" {}:{}", i, ss.accepted_hist[i]);
     std::fprintf(stderr, "stepq: rounds by drafted tokens kept:%s\n", hist.c_str());

@@ -153,13 +153,18 @@ void TextDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_t
   last_catch_up_ = 0;
   encode_history(h);
   if (!draft_history_.empty()) {
+    const double t1 = now_s();
     inner_->propose(draft_history_, k, draft_out_, nullptr);
+    const double t2 = now_s();
     last_catch_up_ = inner_->last_catch_up();
     const std::string cont = well_formed(draft_tok_.decode(draft_out_, false));
     if (!cont.empty()) {
       out = target_tok_.encode(cont, false, false);
       if ((int)out.size() > k) out.resize(k);
     }
+    text_seconds_ += (t1 - t0) + (now_s() - t2);
+  } else {
+    text_seconds_ += now_s() - t0;
   }
   seconds_ += now_s() - t0;
 }

@@ -45,8 +45,11 @@ class Drafter {
   // Tokens the last propose() fed to catch up with the history before drafting (a draft model
   // behind by more than a token or two after plain steps); 0 for proposers without state.
   int last_catch_up() const { return last_catch_up_; }
+  // Of seconds(), the time spent outside draft forwards translating between vocabularies.
+  double text_seconds() const { return text_seconds_; }
 
  protected:
+  double text_seconds_ = 0;
   double seconds_ = 0;
   int last_catch_up_ = 0;
 };
