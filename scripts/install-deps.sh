@@ -3,7 +3,7 @@
 # Idempotent: skips what is already there.
 set -euo pipefail
 PKGS=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
-      libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+      libpcre2-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libfmt-dev
       libgtest-dev libgmock-dev libbenchmark-dev python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -15,8 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# Python helpers used by tests (reference dequantization, jinja2 templates).
-python3 - <<'PY' 2>/dev/null || python3 -m pip install -q "gguf==0.19.0" "numpy" "jinja2"
-import gguf, numpy, jinja2
+# Python helpers used by tests (reference dequantization, jinja2 templates, tokenizer.json WordPiece).
+python3 - <<'PY' 2>/dev/null || python3 -m pip install -q "gguf==0.19.0" "numpy" "jinja2" "tokenizers==0.23.3"
+import gguf, numpy, jinja2, tokenizers
 PY
 echo "[install-deps] ok" >&2

@@ -12,6 +12,12 @@ MODEL_FILES = {
     "qwen1.5b": "qwen2.5-coder-1.5b-instruct.gguf",
 }
 
+# Short name -> Hugging Face folder in the models folder (not GGUF: kept apart from MODEL_FILES,
+# whose users read every entry as a GGUF file).
+MODEL_DIRS = {
+    "minilm": "all-MiniLM-L6-v2",
+}
+
 
 def models_dir():
     return os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))

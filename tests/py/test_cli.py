@@ -22,7 +22,7 @@ def check(cond, what, r=None):
         failures.append(what)
 
 
-for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor", "dump-logits", "perplexity"]:
+for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor", "dump-logits", "perplexity", "bench", "embed"]:
     r = stepq(sub, "--help")
     check(r.returncode == 0 and "Usage" in r.stdout + r.stderr, f"{sub} --help", r)
 

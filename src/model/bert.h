@@ -1,0 +1,85 @@
+// BERT sentence encoder (all-MiniLM-L6-v2 and other BertModel checkpoints) from a Hugging Face
+// folder: config.json, model.safetensors, tokenizer.json (and, when present, the
+// sentence-transformers files 1_Pooling/config.json and sentence_bert_config.json).
+//
+// Forward in f32, as HF BertModel in eval mode: word + position + token-type(0) embeddings,
+// LayerNorm, then per layer bidirectional self-attention and an erf-GELU FFN, each followed by
+// residual + LayerNorm (post-LN). The embedding is the mean of the last hidden states over the
+// sequence's tokens ([CLS] and [SEP] included, as the attention mask has them), L2-normalized.
+//
+// Batching packs the sequences' tokens into one matrix (no padding rows): the linear layers run
+// once over all tokens and attention stays within each sequence, which is what padding plus an
+// attention mask computes, without the padded work. A sequence's vector does not depend on the
+// batch it is in (the matmul kernels give each row the same result whatever the row count).
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+
+namespace stepq {
+
+class SafetensorsFile;
+class ThreadPool;
+class WordPieceTokenizer;
+
+struct BertConfig {
+  int hidden = 0, n_layers = 0, n_heads = 0, intermediate = 0;
+  int max_position = 0, vocab = 0, type_vocab = 0;
+  float ln_eps = 1e-12f;
+  int max_seq_len = 0;  // inputs are truncated to this many tokens (sentence_bert_config's, else max_position)
+
+  // config.json text; `what` names it in errors. Refuses non-BERT models and any hidden_act but "gelu".
+  static BertConfig from_json(std::string_view text, const std::string& what);
+
+ private:
+  static BertConfig from_json_checked(std::string_view text, const std::string& what);
+};
+
+class BertModel {
+ public:
+  // Loads a Hugging Face folder. Throws Error naming the folder and the missing or bad file.
+  static std::unique_ptr<BertModel> load(const std::string& dir);
+  // Binds the weights of `st` for config `c` (no tokenizer: embed_ids only). Throws Error naming
+  // a missing tensor, a wrong shape or an unsupported dtype.
+  static std::unique_ptr<BertModel> from_parts(const BertConfig& c, std::unique_ptr<SafetensorsFile> st);
+  ~BertModel();
+
+  const BertConfig& config() const { return cfg_; }
+  int dim() const { return cfg_.hidden; }
+  const WordPieceTokenizer& tokenizer() const;  // throws if the model has none
+
+  // One forward over several token sequences (each already with its special tokens, at most
+  // max_seq_len long, non-empty). out: seqs.size() x dim() floats, each row L2-normalized.
+  void embed_ids(std::span<const std::vector<int32_t>> seqs, float* out, ThreadPool& pool) const;
+  // Tokenizes (truncating to max_seq_len) and embeds, `batch` texts per forward.
+  std::vector<std::vector<float>> embed(std::span<const std::string> texts, ThreadPool& pool, int batch = 32,
+                                        int64_t* n_tokens = nullptr) const;
+
+ private:
+  struct Layer {
+    Linear q, k, v, o, up, down;
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+  };
+  BertModel() = default;
+  static void read_sentence_transformers(const std::filesystem::path& dir, BertConfig& c);
+  void bind();
+  const float* f32(const std::string& name, std::initializer_list<int64_t> shape);
+  Linear linear(const std::string& prefix, int64_t out, int64_t in);
+
+  BertConfig cfg_;
+  std::string prefix_;  // "" or "bert." before every tensor name
+  std::unique_ptr<SafetensorsFile> st_;
+  std::unique_ptr<WordPieceTokenizer> tok_;
+  std::deque<std::vector<float>> owned_;  // f32 copies of F16/BF16/misaligned tensors (stable addresses)
+  const float *word_ = nullptr, *pos_ = nullptr, *type_ = nullptr, *emb_ln_w_ = nullptr, *emb_ln_b_ = nullptr;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace stepq
