@@ -491,6 +491,33 @@ inline __m128i unpack_q3k_scales(const uint8_t* s) {
   return _mm_sub_epi8(_mm_setr_epi32((int)w0, (int)w1, (int)w2, (int)w3), _mm_set1_epi8(32));
 }
 
+// 128-bit lane l of a 512-bit vector, for l known only after loop unrolling: the intrinsics
+// need an immediate, which GCC accepts from an unrolled loop variable and clang does not.
+inline __m512i insert_lane_epi32(__m512i v, __m128i x, int l) {
+  switch (l) {
+    case 0: return _mm512_inserti32x4(v, x, 0);
+    case 1: return _mm512_inserti32x4(v, x, 1);
+    case 2: return _mm512_inserti32x4(v, x, 2);
+    default: return _mm512_inserti32x4(v, x, 3);
+  }
+}
+inline __m512 insert_lane_ps(__m512 v, __m128 x, int l) {
+  switch (l) {
+    case 0: return _mm512_insertf32x4(v, x, 0);
+    case 1: return _mm512_insertf32x4(v, x, 1);
+    case 2: return _mm512_insertf32x4(v, x, 2);
+    default: return _mm512_insertf32x4(v, x, 3);
+  }
+}
+inline __m128 extract_lane_ps(__m512 v, int l) {
+  switch (l) {
+    case 0: return _mm512_extractf32x4_ps(v, 0);
+    case 1: return _mm512_extractf32x4_ps(v, 1);
+    case 2: return _mm512_extractf32x4_ps(v, 2);
+    default: return _mm512_extractf32x4_ps(v, 3);
+  }
+}
+
 inline float hsum_ps(__m128 v) {
   v = _mm_add_ps(v, _mm_movehl_ps(v, v));
   v = _mm_add_ss(v, _mm_movehdup_ps(v));
@@ -584,8 +611,8 @@ struct K4Tile {
       for (int l = 0; l < 4; l++) {
         if (4 * g + l >= C) break;
         const BlockQ8_K* yc = y[4 * g + l];
-        pairs[g] = _mm512_inserti32x4(pairs[g], _mm_hadd_epi16(loadu128(yc->bsums), loadu128(yc->bsums + 8)), l);
-        dag[g] = _mm512_insertf32x4(dag[g], _mm_set1_ps(yc->d), l);
+        pairs[g] = insert_lane_epi32(pairs[g], _mm_hadd_epi16(loadu128(yc->bsums), loadu128(yc->bsums + 8)), l);
+        dag[g] = insert_lane_ps(dag[g], _mm_set1_ps(yc->d), l);
       }
     }
 #pragma GCC unroll 16
@@ -604,7 +631,7 @@ struct K4Tile {
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 16
       for (int c = 0; c < C; c++)
-        out[c * os + r] = _mm512_reduce_add_ps(acc[r][c]) - hsum_ps(_mm512_extractf32x4_ps(accm[r][c / 4], c % 4));
+        out[c * os + r] = _mm512_reduce_add_ps(acc[r][c]) - hsum_ps(extract_lane_ps(accm[r][c / 4], c % 4));
   }
 
   template <int R, int C>
