@@ -3,9 +3,10 @@
 token ids, repetitions and warm-up policy; plus the memory bandwidth probe that bounds decode.
 Prints one markdown table of ratios (stepq / llama.cpp) and can write it into a markdown file.
 
-    python3 bench/compare_llamacpp.py                      # 4 models x threads 1,2, 5 reps
+    python3 bench/compare_llamacpp.py                      # 4 real models + mixtral-like x threads 1,2, 5 reps
     python3 bench/compare_llamacpp.py --reps 3 --out docs/benchmarks.md
     python3 bench/compare_llamacpp.py --models smollm2 --threads 2 -p 128 -n 32
+    python3 bench/compare_llamacpp.py --models mixtral-like      # the generated MoE model alone
 
 stepq side: `stepq bench --json` (build it first: build/stepq, or --stepq PATH).
 llama.cpp side: bench/llamacpp_runner.py under the reference venv's python, llama-cpp-python
@@ -114,10 +115,33 @@ def measured(cmd, args, what):
     return best
 
 
+# Generated on first use (no real MoE model is downloadable here): a Mixtral-like layout, 8
+# experts with 2 used per token, Q4_K, about 400 MB of which 118 MB are read per token.
+GENERATED = {
+    "mixtral-like": ("moe/mixtral-like-q4_k.gguf",
+                     ["--arch", "mixtral", "--embd", "1024", "--layers", "8", "--experts", "8", "--used", "2",
+                      "--ff-exp", "2816", "--heads", "16", "--kv-heads", "4", "--type", "q4_k", "--seed", "7"]),
+}
+
+
+def generated_model(name):
+    rel, extra = GENERATED[name]
+    path = os.path.join(stepq_models.models_dir(), rel)
+    if not os.path.exists(path):
+        tok = os.path.join(stepq_models.models_dir(), stepq_models.MODEL_FILES["smollm2"])
+        log(f"generating {path} (tools/make_moe_model.py, about 20 s)")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_moe_model.py"), "--tokenizer-from", tok,
+                        "-o", path] + extra, check=True)
+    return path
+
+
 def resolve_models(names):
     out = []
     for n in names:
-        if n in stepq_models.MODEL_FILES:
+        if n in GENERATED:
+            out.append(generated_model(n))
+        elif n in stepq_models.MODEL_FILES:
             out.append(os.path.join(stepq_models.models_dir(), stepq_models.MODEL_FILES[n]))
         elif os.path.exists(n):
             out.append(n)
@@ -163,8 +187,9 @@ def write_section(path, text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(stepq_models.MODEL_FILES),
-                    help="comma-separated short names (%(default)s), file names in the models folder, or paths")
+    ap.add_argument("--models", default=",".join(list(stepq_models.MODEL_FILES) + list(GENERATED)),
+                    help="comma-separated short names (%(default)s; mixtral-like is generated on first use), "
+                         "file names in the models folder, or paths")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default %(default)s)")
     ap.add_argument("-r", "--reps", type=int, default=5, help="timed repetitions per test, after one warm-up (default 5)")
     ap.add_argument("-p", "--n-prompt", type=int, default=512)

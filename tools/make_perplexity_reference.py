@@ -26,34 +26,41 @@ N_CTX, N_CHUNKS = 512, 16
 
 
 
-def run(name):
-    path = os.path.join(MODELS_DIR, MODELS[name])
-    llm = Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, logits_all=True, n_threads=2, verbose=False)
+def llama_perplexity(path, n_chunks, n_ctx=N_CTX, threads=2, label=None):
+    """llama.cpp's perplexity of wiki.test.raw with this protocol on the first n_chunks windows:
+    (tokens, ppl, ppl_error, n_scored)."""
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=threads, verbose=False)
     text = open(TEXT, "rb").read()
     tokens = llm.tokenize(text, add_bos=True, special=False)
     add_bos = len(llm.tokenize(b"a", add_bos=True)) > len(llm.tokenize(b"a", add_bos=False))
-    first = N_CTX // 2
+    first = n_ctx // 2
     nll = nll2 = 0.0
     count = 0
-    for i in range(N_CHUNKS):
-        window = list(tokens[i * N_CTX:(i + 1) * N_CTX])
+    for i in range(n_chunks):
+        window = list(tokens[i * n_ctx:(i + 1) * n_ctx])
         if add_bos:
             window[0] = llm.token_bos()
         llm.reset()
         llm.eval(window)
-        logits = np.array(llm.scores[:N_CTX], dtype=np.float64)
-        for j in range(first, N_CTX - 1):
+        logits = np.array(llm.scores[:n_ctx], dtype=np.float64)
+        for j in range(first, n_ctx - 1):
             row = logits[j]
             m = row.max()
-            v = -((row[tokens[i * N_CTX + j + 1]] - m) - np.log(np.exp(row - m).sum()))
+            v = -((row[tokens[i * n_ctx + j + 1]] - m) - np.log(np.exp(row - m).sum()))
             nll += v
             nll2 += v * v
-        count += N_CTX - 1 - first
-        print(f"[{name}] [{i + 1}]{np.exp(nll / count):.4f}", file=sys.stderr)
+        count += n_ctx - 1 - first
+        if label:
+            print(f"[{label}] [{i + 1}]{np.exp(nll / count):.4f}", file=sys.stderr)
     mean = nll / count
     ppl = float(np.exp(mean))
     var = nll2 / count - mean * mean
-    err = float(np.sqrt(var / (count - 1)) * ppl)
+    return tokens, ppl, float(np.sqrt(var / (count - 1)) * ppl), count
+
+
+def run(name):
+    path = os.path.join(MODELS_DIR, MODELS[name])
+    tokens, ppl, err, count = llama_perplexity(path, N_CHUNKS, label=name)
     return {"model_file": MODELS[name], "model_sha256": sha256_of(path), "n_tokens": len(tokens),
             "ppl": ppl, "ppl_error": err, "n_scored": count}
 

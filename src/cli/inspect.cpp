@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "formats/gguf.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace stepq::cli {
@@ -61,6 +62,28 @@ void do_inspect(const InspectArgs& a) {
                c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.n_vocab);
     fmt::print("  context {}  rope {} base {}  rms_eps {}  tied output {}\n", c.n_ctx_train,
                c.rope_type == RopeType::Neox ? "neox" : "norm", c.rope_base, c.rms_eps, c.tied_output);
+    if (c.is_moe()) {
+      fmt::print("  experts {} per MoE layer, {} used per token (top-k of a softmax{}{}), expert ffn {}\n", c.n_expert,
+                 c.n_expert_used, c.expert_norm_topk ? ", renormalised" : "",
+                 c.expert_weights_scale != 1.0f ? fmt::format(", weights x {}", c.expert_weights_scale) : "",
+                 c.n_ff_exp);
+      if (c.n_ff_shexp > 0)
+        fmt::print("  shared expert ffn {}{}\n", c.n_ff_shexp, c.shexp_gated ? " (sigmoid-gated)" : "");
+      std::string moe_layers = c.n_layer_dense_lead > 0
+                                   ? fmt::format("layers {}..{} (0..{} dense, ffn {})", c.n_layer_dense_lead,
+                                                 c.n_layer - 1, c.n_layer_dense_lead - 1, c.n_ff)
+                                   : fmt::format("all {} layers", c.n_layer);
+      fmt::print("  experts per layer: {} in {}\n", c.n_expert, moe_layers);
+    }
+    try {
+      auto m = Model::load(a.model);
+      const Model::Footprint fp = m->footprint();
+      fmt::print("  parameters {:.2f} M ({} B), active per token {:.2f} M ({} B read per token{})\n", fp.params / 1e6,
+                 fp.bytes, fp.active_params / 1e6, fp.active_bytes,
+                 c.is_moe() ? fmt::format(", {:.1f}% of the weights", 100.0 * fp.active_bytes / fp.bytes) : "");
+    } catch (const Error& e) {
+      fmt::print("  cannot load the weights: {}\n", e.what());
+    }
     if (c.n_swa > 0) {
       std::string layers;
       for (int l = 0; l < c.n_layer; l++)

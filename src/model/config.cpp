@@ -12,11 +12,15 @@ const char* arch_name(Arch a) {
     case Arch::Llama: return "llama";
     case Arch::Qwen2: return "qwen2";
     case Arch::Gemma3: return "gemma3";
+    case Arch::Qwen2Moe: return "qwen2moe";
+    case Arch::Qwen3Moe: return "qwen3moe";
+    case Arch::Deepseek: return "deepseek";
+    case Arch::Olmoe: return "olmoe";
   }
   return "?";
 }
 
-std::string supported_archs() { return "llama, qwen2, gemma3"; }
+std::string supported_archs() { return "llama (with or without experts), qwen2, gemma3, qwen2moe, qwen3moe, deepseek, olmoe"; }
 
 namespace {
 
@@ -39,6 +43,56 @@ uint32_t uniform_u32(const GgufFile& f, const std::string& key, uint32_t def, bo
   return f.get_u32(key);
 }
 
+// Routing hyperparameters, exactly as llama.cpp reads them for each architecture: which keys it
+// reads and which behaviour it hard-codes (architectures.md §3-4).
+void read_experts(const GgufFile& f, const std::string& p, ModelConfig& c) {
+  const bool moe_arch = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe || c.arch == Arch::Deepseek ||
+                        c.arch == Arch::Olmoe;
+  c.n_expert = (int)f.get_u32(p + "expert_count", 0);
+  if (c.n_expert == 0) {
+    if (moe_arch) fail("{}: {} needs '{}expert_count' > 0", f.path(), c.arch_string, p);
+    return;
+  }
+  if (c.arch == Arch::Qwen2 || c.arch == Arch::Gemma3)
+    fail("{}: {} with experts is not a layout llama.cpp defines (use qwen2moe)", f.path(), c.arch_string);
+  c.n_expert_used = (int)uniform_u32(f, p + "expert_used_count", 0, true);
+  if (c.n_expert > 4096 || c.n_expert_used <= 0 || c.n_expert_used > c.n_expert)
+    fail("{}: invalid expert counts: {} experts, {} used per token", f.path(), c.n_expert, c.n_expert_used);
+  switch (c.arch) {
+    case Arch::Llama:  // Mixtral: the expert width is feed_forward_length
+      c.n_ff_exp = c.n_ff;
+      c.expert_norm_topk = true;
+      c.n_ff_shexp = (int)f.get_u32(p + "expert_shared_feed_forward_length", 0);
+      break;
+    case Arch::Qwen2Moe:
+      c.n_ff_exp = (int)f.get_u32(p + "expert_feed_forward_length", (uint32_t)(c.n_ff / c.n_expert_used));
+      c.n_ff_shexp = (int)f.get_u32(p + "expert_shared_feed_forward_length", (uint32_t)c.n_ff);
+      c.shexp_gated = true;
+      break;
+    case Arch::Qwen3Moe:
+      c.n_ff_exp = (int)f.get_u32(p + "expert_feed_forward_length", (uint32_t)(c.n_ff / c.n_expert_used));
+      c.expert_norm_topk = true;
+      break;
+    case Arch::Deepseek: {
+      c.n_ff_exp = (int)f.get_u32(p + "expert_feed_forward_length");
+      c.n_ff_shexp = c.n_ff_exp * (int)f.get_u32(p + "expert_shared_count");
+      c.n_layer_dense_lead = (int)f.get_u32(p + "leading_dense_block_count", 0);
+      const float s = f.get_f32(p + "expert_weights_scale", 0.0f);
+      c.expert_weights_scale = s == 0.0f ? 1.0f : s;
+      if (c.n_layer_dense_lead > c.n_layer)
+        fail("{}: leading_dense_block_count {} exceeds block_count {}", f.path(), c.n_layer_dense_lead, c.n_layer);
+      break;
+    }
+    case Arch::Olmoe:
+      c.n_ff_exp = c.n_ff;
+      break;
+    default:
+      break;
+  }
+  if (c.n_ff_exp <= 0 || c.n_ff_shexp < 0)
+    fail("{}: invalid expert widths: routed {}, shared {}", f.path(), c.n_ff_exp, c.n_ff_shexp);
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
@@ -47,6 +101,10 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
   if (c.arch_string == "llama") c.arch = Arch::Llama;
   else if (c.arch_string == "qwen2") c.arch = Arch::Qwen2;
   else if (c.arch_string == "gemma3") c.arch = Arch::Gemma3;
+  else if (c.arch_string == "qwen2moe") c.arch = Arch::Qwen2Moe;
+  else if (c.arch_string == "qwen3moe") c.arch = Arch::Qwen3Moe;
+  else if (c.arch_string == "deepseek") c.arch = Arch::Deepseek;
+  else if (c.arch_string == "olmoe") c.arch = Arch::Olmoe;
   else
     fail("{}: unsupported architecture '{}' (stepq supports: {})", f.path(), c.arch_string, supported_archs());
   c.name = f.get_string("general.name", "");
@@ -91,11 +149,24 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
 
   switch (c.arch) {
     case Arch::Llama:
+    case Arch::Deepseek:
       c.rope_type = RopeType::Norm;
       break;
     case Arch::Qwen2:
+    case Arch::Qwen2Moe:
       c.rope_type = RopeType::Neox;
       c.has_qkv_bias = f.tensor("blk.0.attn_q.bias") != nullptr;
+      break;
+    case Arch::Qwen3Moe:
+      c.rope_type = RopeType::Neox;
+      c.has_qk_norm = true;
+      break;
+    case Arch::Olmoe:
+      c.rope_type = RopeType::Neox;
+      c.qk_norm_full = true;
+      if (c.n_head_kv != c.n_head)
+        fail("{}: olmoe needs head_count_kv == head_count (its k norm spans the whole projection), got {} and {}",
+             f.path(), c.n_head_kv, c.n_head);
       break;
     case Arch::Gemma3: {
       c.rope_type = RopeType::Neox;
@@ -123,6 +194,7 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
       break;
     }
   }
+  read_experts(f, p, c);
   return c;
 }
 

@@ -9,11 +9,12 @@ namespace stepq {
 
 class GgufFile;
 
-enum class Arch { Llama, Qwen2, Gemma3 };
+// Llama covers Mixtral too (llama with experts).
+enum class Arch { Llama, Qwen2, Gemma3, Qwen2Moe, Qwen3Moe, Deepseek, Olmoe };
 enum class RopeType { Norm, Neox };  // Norm: pairs (2i, 2i+1); Neox: pairs (i, i + n_rot/2)
 
 const char* arch_name(Arch a);
-// "llama, qwen2, gemma3": for error messages.
+// "llama, qwen2, gemma3, ...": for error messages.
 std::string supported_archs();
 
 struct ModelConfig {
@@ -43,6 +44,20 @@ struct ModelConfig {
   bool has_post_norms = false;     // gemma3: post-attention and post-FFN norms
   bool ffn_gelu = false;           // gemma3: GeGLU (tanh); else SwiGLU
   bool tied_output = false;        // output head is token_embd
+  bool qk_norm_full = false;       // olmoe: q and k RMS-normalised over the whole projection
+
+  // Mixture of experts (../shared/reference/architectures.md §3). n_expert == 0: dense.
+  int n_expert = 0;                // X: routed experts per MoE layer
+  int n_expert_used = 0;           // k: experts per token
+  int n_ff_exp = 0;                // Fe: width of one routed expert
+  int n_ff_shexp = 0;              // Fs: width of the shared expert (0 = none)
+  int n_layer_dense_lead = 0;      // deepseek: the first layers have a dense FFN of width n_ff
+  bool expert_norm_topk = false;   // renormalise the top-k probabilities (mixtral, qwen3moe)
+  float expert_weights_scale = 1.0f;  // deepseek: routed weights multiplied by this
+  bool shexp_gated = false;        // qwen2moe: shared expert scaled by sigmoid(w·h)
+
+  bool is_moe() const { return n_expert > 0; }
+  bool layer_is_moe(int l) const { return n_expert > 0 && l >= n_layer_dense_lead; }
 
   static ModelConfig from_gguf(const GgufFile& f);  // throws Error naming the bad key
 };

@@ -32,12 +32,27 @@ struct Forward::Buffers {
   std::vector<int> out_rows;               // token rows that produce logits
   std::vector<float> xo;                   // (n_out, E)
   std::vector<float> logits;               // (n_out, V)
+  // Mixture of experts: the (token, slot) pairs grouped by expert, so rows of one expert are
+  // contiguous.
+  std::vector<float> router;               // (T, X) router logits
+  std::vector<int> sel;                    // (T, k) chosen experts, largest weight first
+  std::vector<float> sel_w;                // (T, k) their weights
+  std::vector<int> sel_row;                // (T, k) row of the pair in the grouped buffers
+  std::vector<int> expert_rows;            // (X + 1) first grouped row of each expert
+  std::vector<float> xg;                   // (T*k, E) inputs grouped by expert
+  std::vector<float> gg, ug;               // (T*k, Fe)
+  std::vector<float> yg;                   // (T*k, E) expert outputs
+  std::vector<float> sg, su, ys;           // (T, Fs) x2, (T, E) shared expert
+  std::vector<MatmulGroup> groups;         // (X) per expert
 };
 
 Forward::Forward(const Model& model, int n_threads) : Forward(model, std::make_shared<ThreadPool>(n_threads)) {}
 
 Forward::Forward(const Model& model, std::shared_ptr<ThreadPool> pool)
-    : model_(model), pool_(std::move(pool)), buf_(std::make_unique<Buffers>()) {}
+    : model_(model), pool_(std::move(pool)), buf_(std::make_unique<Buffers>()) {
+  const ModelConfig& c = model.config();
+  if (c.is_moe()) expert_counts_.assign((size_t)c.n_layer * c.n_expert, 0);
+}
 
 Forward::~Forward() = default;
 
@@ -62,6 +77,22 @@ void Forward::reserve(int T, int n_out, int max_ctx) {
     b.rope_cos_swa.resize((size_t)T * c.n_rot / 2);
     b.rope_sin_swa.resize((size_t)T * c.n_rot / 2);
     b.out_rows.reserve(T);
+    if (c.is_moe()) {
+      const size_t K = c.n_expert_used, X = c.n_expert, Fe = c.n_ff_exp, Fs = c.n_ff_shexp;
+      b.router.resize(T * X);
+      b.sel.resize(T * K);
+      b.sel_w.resize(T * K);
+      b.sel_row.resize(T * K);
+      b.expert_rows.resize(X + 1);
+      b.xg.resize(T * K * E);
+      b.gg.resize(T * K * Fe);
+      b.ug.resize(T * K * Fe);
+      b.yg.resize(T * K * E);
+      b.sg.resize(T * Fs);
+      b.su.resize(T * Fs);
+      b.ys.resize(T * E);
+      b.groups.resize(X);
+    }
   }
   if (n_out > b.cap_out) {
     b.cap_out = n_out;
@@ -151,11 +182,117 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
 void Forward::ffn(int layer, int T) {
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[layer];
+  if (L.is_moe()) return moe_ffn(layer, T);
   Buffers& b = *buf_;
   const int E = c.n_embd, F = c.n_ff;
   matmul_glu(L.w_gate, L.w_up, c.ffn_gelu ? Glu::GeLU : Glu::SiLU, b.h.data(), T, E, b.gate.data(), b.up.data(), F,
              *pool_, scratch_);
   matmul(L.w_down, b.gate.data(), T, F, b.h.data(), E, *pool_, scratch_);
+}
+
+// A mixture-of-experts FFN with llama.cpp's routing (build_moe_ffn; architectures.md §3):
+// softmax over all experts, the k most probable, optionally renormalised and scaled; each
+// expert's output is multiplied by its weight after the down projection and the k outputs are
+// summed in order of weight. The batch's (token, expert) pairs are grouped by expert and each
+// active expert runs once over all its tokens, all experts in one dispatch per projection.
+void Forward::moe_ffn(int layer, int T) {
+  const ModelConfig& c = model_.config();
+  const LayerWeights& L = model_.weights().layers[layer];
+  Buffers& b = *buf_;
+  const int E = c.n_embd, X = c.n_expert, K = c.n_expert_used, Fe = c.n_ff_exp, Fs = c.n_ff_shexp;
+
+  // Routing.
+  matmul(L.router, b.h.data(), T, E, b.router.data(), X, *pool_, scratch_);
+  uint64_t* counts = expert_counts_.data() + (size_t)layer * X;
+  std::fill(b.expert_rows.begin(), b.expert_rows.end(), 0);
+  for (int t = 0; t < T; t++) {
+    float* p = &b.router[(size_t)t * X];
+    float mx = -INFINITY;
+    for (int e = 0; e < X; e++) mx = std::max(mx, p[e]);
+    double sum = 0.0;
+    for (int e = 0; e < X; e++) {
+      p[e] = std::exp(p[e] - mx);
+      sum += p[e];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int e = 0; e < X; e++) p[e] *= inv;
+    int* sel = &b.sel[(size_t)t * K];
+    float* w = &b.sel_w[(size_t)t * K];
+    // Top k by probability (ties to the lower index), by insertion: k is small.
+    int n = 0;
+    for (int e = 0; e < X; e++) {
+      if (n == K && !(p[e] > p[sel[K - 1]])) continue;
+      int i = n < K ? n++ : K - 1;
+      while (i > 0 && p[e] > p[sel[i - 1]]) {
+        sel[i] = sel[i - 1];
+        i--;
+      }
+      sel[i] = e;
+    }
+    float wsum = 0.0f;
+    for (int j = 0; j < K; j++) {
+      w[j] = p[sel[j]];
+      wsum += w[j];
+    }
+    if (c.expert_norm_topk) {
+      const float d = std::max(wsum, 6.103515625e-5f);
+      for (int j = 0; j < K; j++) w[j] /= d;
+    }
+    if (c.expert_weights_scale != 1.0f)
+      for (int j = 0; j < K; j++) w[j] *= c.expert_weights_scale;
+    for (int j = 0; j < K; j++) {
+      counts[sel[j]]++;
+      b.expert_rows[sel[j] + 1]++;
+    }
+  }
+  for (int e = 0; e < X; e++) b.expert_rows[e + 1] += b.expert_rows[e];
+  // Gather: pairs in token order within each expert.
+  for (int e = 0; e < X; e++) b.groups[e] = {&L.exp_gate[e], &L.exp_up[e], b.expert_rows[e], 0};
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < K; j++) {
+      MatmulGroup& g = b.groups[b.sel[(size_t)t * K + j]];
+      const int row = (int)(g.row0 + g.n++);
+      b.sel_row[(size_t)t * K + j] = row;
+      std::memcpy(&b.xg[(size_t)row * E], &b.h[(size_t)t * E], sizeof(float) * E);
+    }
+  matmul_glu_grouped(b.groups, Glu::SiLU, b.xg.data(), E, b.gg.data(), b.ug.data(), Fe, *pool_, scratch_);
+  for (int e = 0; e < X; e++) {
+    b.groups[e].W = &L.exp_down[e];
+    b.groups[e].W_up = nullptr;
+  }
+  matmul_grouped(b.groups, b.gg.data(), Fe, b.yg.data(), E, *pool_, scratch_);
+
+  // Shared expert, on every token.
+  if (L.sh_gate.valid()) {
+    matmul_glu(L.sh_gate, L.sh_up, Glu::SiLU, b.h.data(), T, E, b.sg.data(), b.su.data(), Fs, *pool_, scratch_);
+    matmul(L.sh_down, b.sg.data(), T, Fs, b.ys.data(), E, *pool_, scratch_);
+    if (L.sh_gate_inp)
+      for (int t = 0; t < T; t++) {
+        const float* h = &b.h[(size_t)t * E];
+        float z = 0.0f;
+        for (int i = 0; i < E; i++) z += L.sh_gate_inp[i] * h[i];
+        const float s = 1.0f / (1.0f + std::exp(-z));
+        float* y = &b.ys[(size_t)t * E];
+        for (int i = 0; i < E; i++) y[i] *= s;
+      }
+  }
+
+  // Combine into h: the weighted expert outputs in order of weight, then the shared expert.
+  for (int t = 0; t < T; t++) {
+    float* out = &b.h[(size_t)t * E];
+    for (int j = 0; j < K; j++) {
+      const float w = b.sel_w[(size_t)t * K + j];
+      const float* y = &b.yg[(size_t)b.sel_row[(size_t)t * K + j] * E];
+      if (j == 0)
+        for (int i = 0; i < E; i++) out[i] = w * y[i];
+      else
+        for (int i = 0; i < E; i++) out[i] += w * y[i];
+    }
+    if (L.sh_gate.valid()) {
+      const float* y = &b.ys[(size_t)t * E];
+      for (int i = 0; i < E; i++) out[i] += y[i];
+    }
+  }
 }
 
 std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
@@ -249,14 +386,18 @@ std::span<const float> Forward::run(std::span<const SequenceInput> batch) {
     per_token([&](int t) {
       float* q = &b.q[(size_t)t * qd];
       float* k = &b.k[(size_t)t * kvd];
+      if (c.qk_norm_full) {
+        rms_norm(q, L.q_norm, q, qd, c.rms_eps);
+        rms_norm(k, L.k_norm, k, kvd, c.rms_eps);
+      }
       for (int hh = 0; hh < nh; hh++) {
-        if (L.q_norm) rms_norm(q + hh * hd, L.q_norm, q + hh * hd, hd, c.rms_eps);
+        if (L.q_norm && !c.qk_norm_full) rms_norm(q + hh * hd, L.q_norm, q + hh * hd, hd, c.rms_eps);
         rope(q + hh * hd, rc + (size_t)t * half, rs + (size_t)t * half, c.n_rot);
         if (c.arch == Arch::Gemma3)
           for (int d = 0; d < hd; d++) q[hh * hd + d] *= c.attn_scale;
       }
       for (int hh = 0; hh < nkv; hh++) {
-        if (L.k_norm) rms_norm(k + hh * hd, L.k_norm, k + hh * hd, hd, c.rms_eps);
+        if (L.k_norm && !c.qk_norm_full) rms_norm(k + hh * hd, L.k_norm, k + hh * hd, hd, c.rms_eps);
         rope(k + hh * hd, rc + (size_t)t * half, rs + (size_t)t * half, c.n_rot);
       }
       KvCache& kv = *batch[b.tok_seq[t]].kv;

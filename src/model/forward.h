@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <algorithm>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -40,6 +41,13 @@ class Forward {
   int output_offset(int i) const { return out_offset_[i]; }
 
   const Model& model() const { return model_; }
+
+  // Mixture of experts: how many tokens each layer routed to each expert since construction or
+  // the last reset, (n_layer, n_expert) row-major; empty for a dense model. Every token of a
+  // run() counts, whether or not it produced logits.
+  const std::vector<uint64_t>& expert_counts() const { return expert_counts_; }
+  void reset_expert_counts() { std::fill(expert_counts_.begin(), expert_counts_.end(), 0); }
+
   ThreadPool& pool() { return *pool_; }
   const std::shared_ptr<ThreadPool>& shared_pool() const { return pool_; }
 
@@ -48,12 +56,14 @@ class Forward {
   void reserve(int n_tokens, int n_out, int max_ctx);
   void attention(int layer, std::span<const SequenceInput> batch, bool swa);
   void ffn(int layer, int n);
+  void moe_ffn(int layer, int n);
 
   const Model& model_;
   std::shared_ptr<ThreadPool> pool_;
   MatmulScratch scratch_;
   std::unique_ptr<Buffers> buf_;
   std::vector<int> out_count_, out_offset_;
+  std::vector<uint64_t> expert_counts_;
 };
 
 }  // namespace stepq

@@ -51,6 +51,24 @@ Linear Model::linear(const std::string& name, int64_t in, int64_t out, bool requ
   return l;
 }
 
+std::vector<Linear> Model::experts(const std::string& name, int64_t in, int64_t out, int64_t X) {
+  const GgufTensorInfo* t = gguf_->tensor(name + ".weight");
+  if (!t) fail("{}: tensor '{}.weight' is missing", gguf_->path(), name);
+  if (t->ne[0] != in || t->ne[1] != out || t->ne[2] != X || t->ne[3] != 1)
+    fail("{}: tensor '{}.weight' has shape {}, expected [{}, {}, {}]", gguf_->path(), name, shape_str(*t), in, out, X);
+  if (gguf_->tensor(name + ".bias")) fail("{}: expert biases ('{}.bias') are not supported", gguf_->path(), name);
+  std::vector<Linear> v(X);
+  const size_t rs = row_bytes(t->type, in);
+  for (int64_t e = 0; e < X; e++) {
+    v[e].type = t->type;
+    v[e].in = in;
+    v[e].out = out;
+    v[e].row_stride = rs;
+    v[e].data = t->data + (size_t)e * out * rs;
+  }
+  return v;
+}
+
 std::unique_ptr<Model> Model::load(const std::string& path) {
   std::unique_ptr<Model> m(new Model());
   m->gguf_ = GgufFile::open(path);
@@ -78,12 +96,32 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     L.wv = m->linear(b + "attn_v", E, kv_dim);
     L.wo = m->linear(b + "attn_output", q_dim, E);
     L.ffn_norm = m->f32_vector(b + "ffn_norm.weight", E, true);
-    L.w_gate = m->linear(b + "ffn_gate", E, c.n_ff);
-    L.w_up = m->linear(b + "ffn_up", E, c.n_ff);
-    L.w_down = m->linear(b + "ffn_down", c.n_ff, E);
+    if (c.layer_is_moe(l)) {
+      const int64_t X = c.n_expert, Fe = c.n_ff_exp;
+      L.router = m->linear(b + "ffn_gate_inp", E, X);
+      if (L.router.bias) fail("{}: router biases ('{}ffn_gate_inp.bias') are not supported", path, b);
+      L.exp_gate = m->experts(b + "ffn_gate_exps", E, Fe, X);
+      L.exp_up = m->experts(b + "ffn_up_exps", E, Fe, X);
+      L.exp_down = m->experts(b + "ffn_down_exps", Fe, E, X);
+      if (c.n_ff_shexp > 0) {
+        // qwen2moe always has one; Granite-style llama MoE and deepseek when the key says so.
+        L.sh_gate = m->linear(b + "ffn_gate_shexp", E, c.n_ff_shexp);
+        L.sh_up = m->linear(b + "ffn_up_shexp", E, c.n_ff_shexp);
+        L.sh_down = m->linear(b + "ffn_down_shexp", c.n_ff_shexp, E);
+        if (c.shexp_gated) L.sh_gate_inp = m->f32_vector(b + "ffn_gate_inp_shexp.weight", E, true);
+      }
+    } else {
+      L.w_gate = m->linear(b + "ffn_gate", E, c.n_ff);
+      L.w_up = m->linear(b + "ffn_up", E, c.n_ff);
+      L.w_down = m->linear(b + "ffn_down", c.n_ff, E);
+    }
     if (c.has_qk_norm) {
       L.q_norm = m->f32_vector(b + "attn_q_norm.weight", hd, true);
       L.k_norm = m->f32_vector(b + "attn_k_norm.weight", hd, true);
+    }
+    if (c.qk_norm_full) {
+      L.q_norm = m->f32_vector(b + "attn_q_norm.weight", q_dim, true);
+      L.k_norm = m->f32_vector(b + "attn_k_norm.weight", kv_dim, true);
     }
     if (c.has_post_norms) {
       L.post_attn_norm = m->f32_vector(b + "post_attention_norm.weight", E, true);
@@ -93,12 +131,33 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
-size_t Model::weight_bytes_per_token() const {
-  size_t s = weights_.output.bytes();
-  for (const LayerWeights& L : weights_.layers)
-    s += L.wq.bytes() + L.wk.bytes() + L.wv.bytes() + L.wo.bytes() + L.w_gate.bytes() + L.w_up.bytes() +
-         L.w_down.bytes();
-  return s;
+size_t Model::weight_bytes_per_token() const { return footprint().active_bytes; }
+
+Model::Footprint Model::footprint() const {
+  Footprint f;
+  auto add = [&](const Linear& W, double active_share) {
+    if (!W.valid()) return;
+    f.params += W.in * W.out;
+    f.bytes += W.bytes();
+    f.active_params += (int64_t)(active_share * (double)(W.in * W.out));
+    f.active_bytes += (size_t)(active_share * (double)W.bytes());
+  };
+  const Weights& w = weights_;
+  const bool tied = config_.tied_output;
+  if (!tied) {
+    add(w.token_embd, 0.0);
+    f.active_params += w.token_embd.in;  // one row gathered
+  }
+  add(w.output, 1.0);
+  const double used = config_.n_expert > 0 ? (double)config_.n_expert_used / config_.n_expert : 0.0;
+  for (const LayerWeights& L : w.layers) {
+    for (const Linear* W : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.router, &L.sh_gate,
+                            &L.sh_up, &L.sh_down})
+      add(*W, 1.0);
+    for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
+      for (const Linear& W : *v) add(W, used);
+  }
+  return f;
 }
 
 }  // namespace stepq

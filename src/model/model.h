@@ -19,8 +19,16 @@ struct LayerWeights {
   const float* k_norm = nullptr;         // (hd) gemma3
   const float* post_attn_norm = nullptr; // (E)  gemma3
   const float* ffn_norm = nullptr;       // (E)
-  Linear w_gate, w_up, w_down;           // (E -> F) x2, (F -> E)
+  Linear w_gate, w_up, w_down;           // (E -> F) x2, (F -> E); dense layers only
   const float* post_ffw_norm = nullptr;  // (E)  gemma3
+
+  // Mixture of experts (empty in dense layers). Expert e of a stacked [in, out, X] tensor is a
+  // Linear over row block e, used in place.
+  Linear router;                         // ffn_gate_inp (E -> X)
+  std::vector<Linear> exp_gate, exp_up, exp_down;  // X each: (E -> Fe) x2, (Fe -> E)
+  Linear sh_gate, sh_up, sh_down;        // shared expert (E -> Fs) x2, (Fs -> E); optional
+  const float* sh_gate_inp = nullptr;    // (E) qwen2moe: shared expert scaled by sigmoid(w·h)
+  bool is_moe() const { return router.valid(); }
 };
 
 struct Weights {
@@ -42,13 +50,23 @@ class Model {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 
   // Bytes of weights read per decoded token (all matrices but the embedding table,
-  // which is only gathered, unless it doubles as the output head).
+  // which is only gathered, unless it doubles as the output head). For a mixture of experts,
+  // the experts a token uses (k of X; their average size) rather than all of them.
   size_t weight_bytes_per_token() const;
+
+  // What a model costs: every matrix, and what one token reads (as weight_bytes_per_token()).
+  // The embedding table counts in totals, and in active parameters as one row.
+  struct Footprint {
+    int64_t params = 0, active_params = 0;
+    size_t bytes = 0, active_bytes = 0;
+  };
+  Footprint footprint() const;
 
  private:
   Model() = default;
   const float* f32_vector(const std::string& name, int64_t n, bool required);
   Linear linear(const std::string& name, int64_t in, int64_t out, bool required = true);
+  std::vector<Linear> experts(const std::string& name, int64_t in, int64_t out, int64_t n_expert);
 
   ModelConfig config_;
   Weights weights_;

@@ -1,26 +1,12 @@
 #!/usr/bin/env python3
 """`stepq bench`: JSON lines with the documented keys and sane values, the text table, the
 bandwidth probe, and clear errors for bad flags. Tiny sizes: a few seconds in all."""
-import json, os, subprocess, sys
+import json, os
 
-BIN = os.environ.get("STEPQ_BIN", "build/stepq")
-MODELS = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+from common import MODELS, check, finish, stepq
+
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 KEYS = {"model", "threads", "test", "tokens_per_s", "tokens_per_s_sd", "gb_per_s"}
-failures = []
-
-
-def stepq(*args, timeout=60):
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def check(cond, what, r=None):
-    if cond:
-        print(f"ok   {what}")
-    else:
-        detail = f"\n  rc={r.returncode}\n  stdout={r.stdout[-800:]!r}\n  stderr={r.stderr[-800:]!r}" if r else ""
-        print(f"FAIL {what}{detail}")
-        failures.append(what)
 
 
 def json_lines(r):
@@ -94,5 +80,4 @@ check(r.returncode != 0 and "nonexistent" in r.stderr, "missing model file is na
 r = stepq("bench")
 check(r.returncode != 0 and "-m" in r.stderr, "no model and no --bandwidth: asks for -m", r)
 
-print(f"{len(failures)} check(s) failed" if failures else "stepq bench checks passed")
-sys.exit(1 if failures else 0)
+finish("stepq bench")

@@ -1,28 +1,14 @@
 #!/usr/bin/env python3
 """The stepq CLI as a user meets it: help, bad flags, bad files, streaming output, reproducibility."""
-import os, subprocess, sys, tempfile
+import os, tempfile
 
-BIN = os.environ.get("STEPQ_BIN", "build/stepq")
-MODELS = os.environ.get("STEPQ_MODELS", os.path.expanduser("~/.cache/stepq/models"))
+from common import MODELS, check, finish, stepq
+
 SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 GEMMA = os.path.join(MODELS, "gemma-3-270m-q4_k_m.gguf")
-failures = []
 
 
-def stepq(*args, input=None, timeout=300):
-    return subprocess.run([BIN, *args], capture_output=True, text=True, input=input, timeout=timeout)
-
-
-def check(cond, what, r=None):
-    if cond:
-        print(f"ok   {what}")
-    else:
-        detail = f"\n  rc={r.returncode}\n  stdout={r.stdout[-500:]!r}\n  stderr={r.stderr[-800:]!r}" if r else ""
-        print(f"FAIL {what}{detail}")
-        failures.append(what)
-
-
-for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor", "dump-logits", "perplexity", "bench", "embed"]:
+for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor", "dump-logits", "perplexity", "bench", "embed", "moe-stats"]:
     r = stepq(sub, "--help")
     check(r.returncode == 0 and "Usage" in r.stdout + r.stderr, f"{sub} --help", r)
 
@@ -132,5 +118,4 @@ r = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", 
 r2 = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL)
 check(r.returncode == 0 and r.stdout == r2.stdout, "sampled speculative output is reproducible for a seed", r)
 
-print(f"{len(failures)} CLI check(s) failed" if failures else "all CLI checks passed")
-sys.exit(1 if failures else 0)
+finish("CLI")

@@ -310,4 +310,60 @@ TEST(GemmMatmul, FusedMultiAndGluEqualSeparateCalls) {
   EXPECT_THROW(matmul_glu(Lg, Lk, Glu::SiLU, x.data(), 1, in, y.data(), y.data(), 91, pool, scratch), Error);
 }
 
+// Experts over their own rows of one buffer, in one dispatch: each group's rows equal matmul()
+// on those rows alone, whatever the other groups hold (some empty, some with one row, some many).
+TEST(GemmMatmul, GroupedEqualPerGroupCalls) {
+  std::mt19937 rng(23);
+  const int64_t in = 512, F = 75, X = 5;
+  for (QType t : {QType::Q4_K, QType::Q8_0, QType::F16, QType::F32}) {
+    std::vector<std::vector<uint8_t>> wg(X), wu(X), wd(X);
+    std::vector<Linear> G(X), U(X), D(X);
+    auto fill = [&](std::vector<uint8_t>& w, int64_t i, int64_t o) {
+      for (int64_t r = 0; r < o; r++) {
+        const auto row = test::random_weight_row(t, i, rng);
+        w.insert(w.end(), row.begin(), row.end());
+      }
+      return Linear{t, i, o, w.data(), row_bytes(t, i), nullptr};
+    };
+    for (int e = 0; e < X; e++) {
+      G[e] = fill(wg[e], in, F);
+      U[e] = fill(wu[e], in, F);
+      D[e] = fill(wd[e], F, 64);  // F = 75 is not a multiple of a quant block: only for F16/F32
+    }
+    const bool down_ok = t == QType::F16 || t == QType::F32;
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      MatmulScratch scratch;
+      const int64_t sizes[X] = {3, 0, 1, 17, 9};
+      int64_t rows = 0;
+      std::vector<MatmulGroup> groups(X);
+      for (int e = 0; e < X; e++) {
+        groups[e] = {&G[e], &U[e], rows, sizes[e]};
+        rows += sizes[e];
+      }
+      std::vector<float> x;
+      for (int64_t r = 0; r < rows; r++) {
+        const auto v = test::random_activations(in, rng);
+        x.insert(x.end(), v.begin(), v.end());
+      }
+      std::vector<float> g(rows * F), u(rows * F), ref_g(rows * F), ref_u(rows * F);
+      matmul_glu_grouped(groups, Glu::SiLU, x.data(), in, g.data(), u.data(), F, pool, scratch);
+      for (int e = 0; e < X; e++) {
+        if (!sizes[e]) continue;
+        const int64_t r0 = groups[e].row0;
+        matmul_glu(G[e], U[e], Glu::SiLU, &x[r0 * in], sizes[e], in, &ref_g[r0 * F], &ref_u[r0 * F], F, pool, scratch);
+      }
+      const auto what = std::string(qtype_name((uint32_t)t)) + " threads=" + std::to_string(threads);
+      ASSERT_EQ(std::memcmp(g.data(), ref_g.data(), g.size() * 4), 0) << what;
+      if (!down_ok) continue;
+      for (int e = 0; e < X; e++) groups[e] = {&D[e], nullptr, groups[e].row0, sizes[e]};
+      std::vector<float> y(rows * 64), ref_y(rows * 64);
+      matmul_grouped(groups, g.data(), F, y.data(), 64, pool, scratch);
+      for (int e = 0; e < X; e++)
+        if (sizes[e]) matmul(D[e], &g[groups[e].row0 * F], sizes[e], F, &ref_y[groups[e].row0 * 64], 64, pool, scratch);
+      ASSERT_EQ(std::memcmp(y.data(), ref_y.data(), y.size() * 4), 0) << "down " << what;
+    }
+  }
+}
+
 }  // namespace stepq

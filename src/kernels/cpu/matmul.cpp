@@ -124,6 +124,74 @@ void matmul(const Linear& W, const float* x, int64_t n, int64_t x_stride, float*
   matmul_multi({&target, 1}, x, n, x_stride, pool, scratch);
 }
 
+namespace {
+
+void apply_glu(Glu glu, float* gate, const float* up, int64_t n, int64_t y_stride, int64_t r0, int64_t r1) {
+  for (int64_t t = 0; t < n; t++) {
+    float* g = gate + t * y_stride + r0;
+    const float* u = up + t * y_stride + r0;
+    if (glu == Glu::GeLU) geglu(g, u, g, (int)(r1 - r0));
+    else swiglu(g, u, g, (int)(r1 - r0));
+  }
+}
+
+// Shared body of the grouped matmuls: activations converted once for all rows, then one task
+// list over (group, row block).
+void grouped(std::span<const MatmulGroup> groups, const Glu* glu, const float* x, int64_t x_stride, float* y,
+             float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
+  int64_t n_rows = 0, total_rows = 0, max_n = 0;
+  const MatmulGroup* first = nullptr;
+  for (const MatmulGroup& g : groups) {
+    if (g.n <= 0) continue;
+    if (!first) first = &g;
+    if (g.W->in != first->W->in || g.W->type != first->W->type || (glu && g.W_up->type != first->W_up->type) ||
+        (glu && g.W_up->out != g.W->out))
+      fail("matmul_grouped: the groups' weights differ in shape or format");
+    n_rows = std::max(n_rows, g.row0 + g.n);
+    total_rows += g.W->out * (glu ? 2 : 1);
+    max_n = std::max(max_n, g.n);
+  }
+  if (!first) return;
+  const MatmulTarget targets[2] = {{first->W, y, y_stride}, {glu ? first->W_up : first->W, up, y_stride}};
+  ActRows act[2];
+  convert_activations({targets, glu ? 2u : 1u}, x, n_rows, x_stride, pool, scratch, act);
+  if (!glu) act[1] = act[0];
+  const size_t task_row_bytes = first->W->row_stride + (glu ? first->W_up->row_stride : 0);
+  scratch.tasks.clear();
+  for (size_t i = 0; i < groups.size(); i++) {
+    const MatmulGroup& g = groups[i];
+    if (g.n <= 0) continue;
+    const int64_t step = rows_per_task(total_rows / (glu ? 2 : 1), task_row_bytes, g.n, pool);
+    for (int64_t r0 = 0; r0 < g.W->out; r0 += step) scratch.tasks.push_back({(int)i, r0, std::min(g.W->out, r0 + step)});
+  }
+  pool.parallel_for((int64_t)scratch.tasks.size(), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      const MatmulScratch::Task& task = scratch.tasks[i];
+      const MatmulGroup& g = groups[task.target];
+      float* yg = y + g.row0 * y_stride;
+      rows_block(*g.W, {act[0].data + (size_t)g.row0 * act[0].row, act[0].row}, g.n, task.r0, task.r1, yg, y_stride);
+      if (glu) {
+        float* ug = up + g.row0 * y_stride;
+        rows_block(*g.W_up, {act[1].data + (size_t)g.row0 * act[1].row, act[1].row}, g.n, task.r0, task.r1, ug,
+                   y_stride);
+        apply_glu(*glu, yg, ug, g.n, y_stride, task.r0, task.r1);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void matmul_grouped(std::span<const MatmulGroup> groups, const float* x, int64_t x_stride, float* y,
+                    int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
+  grouped(groups, nullptr, x, x_stride, y, nullptr, y_stride, pool, scratch);
+}
+
+void matmul_glu_grouped(std::span<const MatmulGroup> groups, Glu glu, const float* x, int64_t x_stride, float* gate,
+                        float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
+  grouped(groups, &glu, x, x_stride, gate, up, y_stride, pool, scratch);
+}
+
 void matmul_glu(const Linear& W_gate, const Linear& W_up, Glu glu, const float* x, int64_t n, int64_t x_stride,
                 float* gate, float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
   if (n <= 0) return;
@@ -137,12 +205,7 @@ void matmul_glu(const Linear& W_gate, const Linear& W_up, Glu glu, const float* 
   pool.parallel_for(F, step, [&](int64_t r0, int64_t r1) {
     rows_block(W_gate, act[0], n, r0, r1, gate, y_stride);
     rows_block(W_up, act[1], n, r0, r1, up, y_stride);
-    for (int64_t t = 0; t < n; t++) {
-      float* g = gate + t * y_stride + r0;
-      const float* u = up + t * y_stride + r0;
-      if (glu == Glu::GeLU) geglu(g, u, g, (int)(r1 - r0));
-      else swiglu(g, u, g, (int)(r1 - r0));
-    }
+    apply_glu(glu, gate, up, n, y_stride, r0, r1);
   });
 }
 

@@ -61,6 +61,23 @@ void matmul_multi(std::span<const MatmulTarget> targets, const float* x, int64_t
 void matmul_glu(const Linear& W_gate, const Linear& W_up, Glu glu, const float* x, int64_t n, int64_t x_stride,
                 float* gate, float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch);
 
+// One group of a grouped matmul: rows [row0, row0 + n) of the input go through W (and, for
+// matmul_glu_grouped, W_up), and their outputs go to the same rows of the output. A mixture of
+// experts runs every active expert over its tokens this way, in one pool dispatch, so each
+// expert's weights are read once per step whatever the number of tokens routed to it.
+struct MatmulGroup {
+  const Linear* W = nullptr;
+  const Linear* W_up = nullptr;
+  int64_t row0 = 0, n = 0;
+};
+
+// Every group's W must have the same input width and activation format (the experts of one
+// stacked tensor do); each group's output rows are bit-identical to matmul() on its rows alone.
+void matmul_grouped(std::span<const MatmulGroup> groups, const float* x, int64_t x_stride, float* y,
+                    int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch);
+void matmul_glu_grouped(std::span<const MatmulGroup> groups, Glu glu, const float* x, int64_t x_stride, float* gate,
+                        float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch);
+
 // Row r of W as f32 (embedding lookup).
 void linear_row_f32(const Linear& W, int64_t r, float* dst);
 
