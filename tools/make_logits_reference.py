@@ -35,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(ROOT, "..", "shared")
 sys.path.insert(0, HERE)
+from logit_stats import agreement, log_softmax, logsumexp  # noqa: E402,F401
 from stepq_models import MODEL_FILES as MODELS, f32_file, models_dir, sha256_of  # noqa: E402
 
 MODELS_DIR = models_dir()
@@ -50,26 +51,6 @@ PROMPTS = [
     "Once upon a time, in a small village by the sea,",
     "Q: What is the boiling point of water in Fahrenheit?\nA:",
 ]
-
-
-
-
-def logsumexp(row):
-    m = float(np.max(row))
-    return m + float(np.log(np.sum(np.exp(row.astype(np.float64) - m))))
-
-
-def log_softmax(x):
-    x = x.astype(np.float64)
-    m = x.max(axis=1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
-
-
-def agreement(a, b):
-    """top-1 agreement and mean KL(a || b) of two (n, vocab) logit arrays."""
-    la, lb = log_softmax(a), log_softmax(b)
-    kl = (np.exp(la) * (la - lb)).sum(axis=1)
-    return float((a.argmax(1) == b.argmax(1)).mean()), float(kl.mean()), float(np.abs(a - b).max())
 
 
 def run(name, f32):

@@ -45,6 +45,7 @@ from llama_cpp import Llama
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from logit_stats import agreement, log_softmax, logsumexp  # noqa: E402,F401
 from stepq_models import models_dir, sha256_of  # noqa: E402
 from make_moe_model import MOE_MODELS  # noqa: E402
 
@@ -52,24 +53,6 @@ OUT = os.path.join(ROOT, "tests", "data", "moe")
 N_TOKENS = 256
 WINDOW = 16
 TOP_K = 8
-
-
-def logsumexp(row):
-    m = float(np.max(row))
-    return m + float(np.log(np.sum(np.exp(row.astype(np.float64) - m))))
-
-
-def log_softmax(x):
-    x = x.astype(np.float64)
-    m = x.max(axis=1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
-
-
-def agreement(a, b):
-    """top-1 agreement, mean KL(a || b) and max |a - b| of two (n, vocab) logit arrays."""
-    la, lb = log_softmax(a), log_softmax(b)
-    kl = (np.exp(la) * (la - lb)).sum(axis=1)
-    return float((a.argmax(1) == b.argmax(1)).mean()), float(kl.mean()), float(np.abs(a - b).max())
 
 
 def tokens():

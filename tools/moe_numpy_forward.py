@@ -26,6 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from logit_stats import agreement, log_softmax, logsumexp  # noqa: E402,F401
 
 
 class Model:
@@ -189,19 +190,6 @@ def forward(m, tokens, stats=None, emulate=False, kv_f16=False):
         x = x + out
     x = rmsnorm(x, t["output_norm.weight"], eps)
     return mm(x, "output.weight" if "output.weight" in t else "token_embd.weight")
-
-
-def log_softmax(x):
-    x = x.astype(np.float64)
-    mx = x.max(axis=1, keepdims=True)
-    return x - mx - np.log(np.exp(x - mx).sum(axis=1, keepdims=True))
-
-
-def agreement(a, b):
-    """top-1 agreement, mean KL(a || b), max |a - b| of two (n, vocab) logit arrays."""
-    la, lb = log_softmax(a), log_softmax(b)
-    kl = (np.exp(la) * (la - lb)).sum(axis=1)
-    return float((a.argmax(1) == b.argmax(1)).mean()), float(kl.mean()), float(np.abs(a - b).max())
 
 
 def default_tokens(n):

@@ -15,7 +15,7 @@ MODELS = models_dir()
 failures = []
 
 
-def stepq(*args, input=None, timeout=300):
+def stepq(*args, input=None, timeout=600):
     return subprocess.run([BIN, *args], capture_output=True, text=True, input=input, timeout=timeout)
 
 

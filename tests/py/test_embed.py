@@ -8,32 +8,15 @@
     batched run equal those of sentences embedded alone within 1e-6;
 (c) clear errors for a missing folder, a folder without config.json, and a truncated safetensors.
 """
-import json, math, os, struct, subprocess, sys, tempfile, time
+import json, math, os, struct, sys, tempfile, time
 
 import numpy as np
 from tokenizers import Tokenizer
 
-ROOT = os.environ.get("STEPQ_SOURCE_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-BIN = os.environ.get("STEPQ_BIN", os.path.join(ROOT, "build", "stepq"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from stepq_models import MODEL_DIRS, models_dir  # noqa: E402
+from common import MODELS, SHARED_DATA as DATA, check, finish, stepq
+from stepq_models import MODEL_DIRS  # noqa: E402
 
-MODEL = os.path.join(models_dir(), MODEL_DIRS["minilm"])
-DATA = os.path.join(ROOT, "..", "shared", "data")
-failures = []
-
-
-def check(cond, what, r=None):
-    if cond:
-        print(f"ok   {what}")
-    else:
-        detail = f"\n  rc={r.returncode}\n  stdout={r.stdout[-300:]!r}\n  stderr={r.stderr[-800:]!r}" if r else ""
-        print(f"FAIL {what}{detail}")
-        failures.append(what)
-
-
-def stepq(*args, timeout=600):
-    return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+MODEL = os.path.join(MODELS, MODEL_DIRS["minilm"])
 
 
 def jsonl(path, *keys):
@@ -249,5 +232,4 @@ if not os.path.isdir(MODEL):
 test_tokenizer()
 test_embeddings()
 test_errors()
-print(f"{len(failures)} check(s) failed" if failures else "all embed checks passed")
-sys.exit(1 if failures else 0)
+finish("embed")
