@@ -1,4 +1,6 @@
-"""Comparing logits (numpy only): what the reference tools share."""
+"""Comparing and storing logits (numpy only): what the reference tools share."""
+import struct
+
 import numpy as np
 
 
@@ -18,3 +20,17 @@ def agreement(a, b):
     la, lb = log_softmax(a), log_softmax(b)
     kl = (np.exp(la) * (la - lb)).sum(axis=1)
     return float((a.argmax(1) == b.argmax(1)).mean()), float(kl.mean()), float(np.abs(a - b).max())
+
+
+def write_topk_reference(path, tokens, scores, top_k):
+    """The .bin reference layout tests/unit/logits_ref.h reads (little-endian): int32 tokens[n],
+    then per position { float lse; int32 ids[top_k]; float logits[top_k] }, largest first."""
+    blob = bytearray(struct.pack(f"<{len(tokens)}i", *tokens))
+    for row in scores:
+        ids = np.argsort(-row, kind="stable")[:top_k]
+        blob += struct.pack("<f", logsumexp(row))
+        blob += struct.pack(f"<{top_k}i", *[int(i) for i in ids])
+        blob += struct.pack(f"<{top_k}f", *[float(row[i]) for i in ids])
+    with open(path, "wb") as f:
+        f.write(blob)
+    return len(blob)

@@ -25,7 +25,7 @@ other engine is measured against.
 The .json holds the model sha256, llama-cpp-python version, K, and for each greedy prompt the
 prompt token ids, the generated ids and, per step, the top-2 ids and logits (near-tie evidence).
 """
-import json, os, struct, sys
+import json, os, sys
 
 import numpy as np
 import llama_cpp
@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(ROOT, "..", "shared")
 sys.path.insert(0, HERE)
-from logit_stats import agreement, log_softmax, logsumexp  # noqa: E402,F401
+from logit_stats import agreement, log_softmax, logsumexp, write_topk_reference  # noqa: E402,F401
 from stepq_models import MODEL_FILES as MODELS, f32_file, models_dir, sha256_of  # noqa: E402
 
 MODELS_DIR = models_dir()
@@ -66,14 +66,7 @@ def run(name, f32):
     llm.reset()
     llm.eval(tokens)
     scores = np.array(llm.scores[:N_TOKENS], dtype=np.float32)
-    blob = bytearray(struct.pack(f"<{N_TOKENS}i", *tokens))
-    for row in scores:
-        ids = np.argsort(-row, kind="stable")[:TOP_K]
-        blob += struct.pack("<f", logsumexp(row))
-        blob += struct.pack(f"<{TOP_K}i", *[int(i) for i in ids])
-        blob += struct.pack(f"<{TOP_K}f", *[float(row[i]) for i in ids])
-    with open(os.path.join(OUT, f"{tag}.bin"), "wb") as f:
-        f.write(blob)
+    n_bytes = write_topk_reference(os.path.join(OUT, f"{tag}.bin"), tokens, scores, TOP_K)
 
     self_stats = None
     if not f32:
@@ -115,7 +108,7 @@ def run(name, f32):
         meta.update(self_stats)
     with open(os.path.join(OUT, f"{tag}.json"), "w") as f:
         json.dump(meta, f, indent=1)
-    print(f"[{tag}] wrote {OUT}/{tag}.bin ({len(blob)} bytes) and .json", file=sys.stderr)
+    print(f"[{tag}] wrote {OUT}/{tag}.bin ({n_bytes} bytes) and .json", file=sys.stderr)
 
 
 def main():

@@ -35,7 +35,6 @@ batch per window.
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -45,7 +44,7 @@ from llama_cpp import Llama
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from logit_stats import agreement, log_softmax, logsumexp  # noqa: E402,F401
+from logit_stats import agreement, log_softmax, logsumexp, write_topk_reference  # noqa: E402,F401
 from stepq_models import models_dir, sha256_of  # noqa: E402
 from make_moe_model import MOE_MODELS  # noqa: E402
 
@@ -78,14 +77,7 @@ def run(name):
     scores = evaluate(llm)
     n_vocab = int(llm.n_vocab())
     del llm
-    blob = bytearray(struct.pack(f"<{N_TOKENS}i", *toks))
-    for row in scores:
-        ids = np.argsort(-row, kind="stable")[:TOP_K]
-        blob += struct.pack("<f", logsumexp(row))
-        blob += struct.pack(f"<{TOP_K}i", *[int(i) for i in ids])
-        blob += struct.pack(f"<{TOP_K}f", *[float(row[i]) for i in ids])
-    with open(os.path.join(OUT, f"{name}.bin"), "wb") as f:
-        f.write(blob)
+    n_bytes = write_topk_reference(os.path.join(OUT, f"{name}.bin"), toks, scores, TOP_K)
 
     one = Llama(model_path=path, n_ctx=512, n_batch=1, n_ubatch=1, logits_all=True, n_threads=2, verbose=False)
     top1, kl, mx = agreement(scores, evaluate(one))
@@ -119,7 +111,7 @@ def run(name):
         json.dump(meta, f, indent=1)
         f.write("\n")
     print(f"[{name}] llama.cpp loads it; batch vs 1: top1 {top1:.4f} mean KL {kl:.3g} max |d| {mx:.3g}; "
-          f"flash attention vs not: top1 {fa_top1:.4f} mean KL {fa_kl:.3g}; top-1 margin median {np.median(margin):.3f} min {margin.min():.4f}; wrote {len(blob)} bytes", flush=True)
+          f"flash attention vs not: top1 {fa_top1:.4f} mean KL {fa_kl:.3g}; top-1 margin median {np.median(margin):.3f} min {margin.min():.4f}; wrote {n_bytes} bytes", flush=True)
 
 
 def main():
