@@ -155,16 +155,7 @@ void Forward::attention(int layer, std::span<const SequenceInput> batch, bool sw
       }
       for (int g = 0; g < G; g++) {
         float* s = scores + (size_t)g * n;
-        float mx = -INFINITY;
-        for (int j = 0; j < n; j++) mx = std::max(mx, s[j]);
-        double sum = 0.0;
-        for (int j = 0; j < n; j++) {
-          const float e = std::exp(s[j] - mx);
-          s[j] = e;
-          sum += e;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = 0; j < n; j++) s[j] *= inv;
+        softmax(s, n);
         ak.round_f16(s, n);
       }
       float* out = b.att.data() + (size_t)t * qd + (size_t)head0 * hd;
@@ -184,10 +175,16 @@ void Forward::ffn(int layer, int T) {
   const LayerWeights& L = model_.weights().layers[layer];
   if (L.is_moe()) return moe_ffn(layer, T);
   Buffers& b = *buf_;
-  const int E = c.n_embd, F = c.n_ff;
-  matmul_glu(L.w_gate, L.w_up, c.ffn_gelu ? Glu::GeLU : Glu::SiLU, b.h.data(), T, E, b.gate.data(), b.up.data(), F,
-             *pool_, scratch_);
-  matmul(L.w_down, b.gate.data(), T, F, b.h.data(), E, *pool_, scratch_);
+  glu_ffn(L.w_gate, L.w_up, L.w_down, c.ffn_gelu ? Glu::GeLU : Glu::SiLU, T, b.gate.data(), b.up.data(), b.h.data());
+}
+
+// y(T, E) = down(act(gate·h) * (up·h)) for the normed inputs h; gate and up are (T, F) scratch.
+// y may be h: h is read only by the first matmul.
+void Forward::glu_ffn(const Linear& W_gate, const Linear& W_up, const Linear& W_down, Glu glu, int T, float* gate,
+                      float* up, float* y) {
+  const int64_t E = model_.config().n_embd, F = W_gate.out;
+  matmul_glu(W_gate, W_up, glu, buf_->h.data(), T, E, gate, up, F, *pool_, scratch_);
+  matmul(W_down, gate, T, F, y, E, *pool_, scratch_);
 }
 
 // A mixture-of-experts FFN with llama.cpp's routing (build_moe_ffn; architectures.md §3):
@@ -199,7 +196,7 @@ void Forward::moe_ffn(int layer, int T) {
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[layer];
   Buffers& b = *buf_;
-  const int E = c.n_embd, X = c.n_expert, K = c.n_expert_used, Fe = c.n_ff_exp, Fs = c.n_ff_shexp;
+  const int E = c.n_embd, X = c.n_expert, K = c.n_expert_used, Fe = c.n_ff_exp;
 
   // Routing.
   matmul(L.router, b.h.data(), T, E, b.router.data(), X, *pool_, scratch_);
@@ -207,15 +204,7 @@ void Forward::moe_ffn(int layer, int T) {
   std::fill(b.expert_rows.begin(), b.expert_rows.end(), 0);
   for (int t = 0; t < T; t++) {
     float* p = &b.router[(size_t)t * X];
-    float mx = -INFINITY;
-    for (int e = 0; e < X; e++) mx = std::max(mx, p[e]);
-    double sum = 0.0;
-    for (int e = 0; e < X; e++) {
-      p[e] = std::exp(p[e] - mx);
-      sum += p[e];
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int e = 0; e < X; e++) p[e] *= inv;
+    softmax(p, X);
     int* sel = &b.sel[(size_t)t * K];
     float* w = &b.sel_w[(size_t)t * K];
     // Top k by probability (ties to the lower index), by insertion: k is small.
@@ -264,8 +253,7 @@ void Forward::moe_ffn(int layer, int T) {
 
   // Shared expert, on every token.
   if (L.sh_gate.valid()) {
-    matmul_glu(L.sh_gate, L.sh_up, Glu::SiLU, b.h.data(), T, E, b.sg.data(), b.su.data(), Fs, *pool_, scratch_);
-    matmul(L.sh_down, b.sg.data(), T, Fs, b.ys.data(), E, *pool_, scratch_);
+    glu_ffn(L.sh_gate, L.sh_up, L.sh_down, Glu::SiLU, T, b.sg.data(), b.su.data(), b.ys.data());
     if (L.sh_gate_inp)
       for (int t = 0; t < T; t++) {
         const float* h = &b.h[(size_t)t * E];

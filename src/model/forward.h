@@ -57,6 +57,8 @@ class Forward {
   void attention(int layer, std::span<const SequenceInput> batch, bool swa);
   void ffn(int layer, int n);
   void moe_ffn(int layer, int n);
+  void glu_ffn(const Linear& W_gate, const Linear& W_up, const Linear& W_down, Glu glu, int T, float* gate, float* up,
+               float* y);
 
   const Model& model_;
   std::shared_ptr<ThreadPool> pool_;

@@ -1,5 +1,6 @@
 #include "kernels/cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -40,6 +41,19 @@ void rope_neox(float* x, const float* cos, const float* sin, int n_rot) {
     x[i] = x0 * cos[i] - x1 * sin[i];
     x[i + h] = x0 * sin[i] + x1 * cos[i];
   }
+}
+
+void softmax(float* x, int n) {
+  float mx = -INFINITY;
+  for (int j = 0; j < n; j++) mx = std::max(mx, x[j]);
+  double sum = 0.0;
+  for (int j = 0; j < n; j++) {
+    const float e = std::exp(x[j] - mx);
+    x[j] = e;
+    sum += e;
+  }
+  const float inv = (float)(1.0 / sum);
+  for (int j = 0; j < n; j++) x[j] *= inv;
 }
 
 void swiglu(const float* gate, const float* up, float* out, int n) {

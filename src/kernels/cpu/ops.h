@@ -14,6 +14,9 @@ void rope_neox(float* x, const float* cos, const float* sin, int n_rot);  // pai
 // cos/sin of pos * base^(-2i/n_rot), i < n_rot/2, built like ggml (repeated f32 multiply).
 void rope_angles(int pos, float base, int n_rot, float* cos, float* sin);
 
+// x = softmax(x) in place, as ggml: max subtracted, exp, sum in double, times (float)(1/sum).
+void softmax(float* x, int n);
+
 // out = silu(gate) * up  (SwiGLU); out may alias gate.
 void swiglu(const float* gate, const float* up, float* out, int n);
 // out = gelu_tanh(gate) * up with ggml's f16 table for |x| < 10 (GeGLU); out may alias gate.
