@@ -27,6 +27,7 @@ void add_tokenize(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_embed(CLI::App& app);
 void add_moe_stats(CLI::App& app);
+void add_quantize(CLI::App& app);
 
 // `user` (and `system`, if not empty) wrapped in the model's chat template, or the default one
 // for its family when the file has none (*origin says which: "model" or the family), ready to be

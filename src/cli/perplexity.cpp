@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 #include "cli/commands.h"
 #include "eval/perplexity.h"
@@ -17,7 +19,8 @@ namespace stepq::cli {
 
 namespace {
 struct PplArgs {
-  std::string model, file;
+  std::string model, file, reference;
+  bool json = false;
   int threads = default_threads();
   PerplexityOptions opt;
 };
@@ -37,7 +40,15 @@ void do_perplexity(const PplArgs& a) {
   std::fprintf(stderr, "stepq perplexity: %s: %zu tokens, %d windows of %d (scoring the second half), %d threads\n",
                a.file.c_str(), tokens.size(), n_chunks, a.opt.n_ctx, a.threads);
   Forward fwd(*model, a.threads);
-  PerplexityResult r = perplexity(fwd, tokens, tok.bos(), tok.add_bos(), a.opt, [&](int i, double ppl) {
+  std::unique_ptr<Model> ref_model;
+  std::unique_ptr<Forward> ref_fwd;
+  PerplexityOptions opt = a.opt;
+  if (!a.reference.empty()) {
+    ref_model = Model::load(a.reference);
+    ref_fwd = std::make_unique<Forward>(*ref_model, a.threads);
+    opt.reference = ref_fwd.get();
+  }
+  PerplexityResult r = perplexity(fwd, tokens, tok.bos(), tok.add_bos(), opt, [&](int i, double ppl) {
     std::printf("[%d]%.4f,", i + 1, ppl);
     std::fflush(stdout);
     if (i == 0) {
@@ -51,6 +62,20 @@ void do_perplexity(const PplArgs& a) {
   std::fprintf(stderr, "stepq perplexity: %lld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
                (long long)r.n_scored, s, r.n_chunks * (double)a.opt.n_ctx / s);
   std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_error);
+  if (opt.reference)
+    std::printf("Against %s: reference PPL = %.4f, mean KL = %.6f nats, top-1 agreement = %.2f%%\n",
+                a.reference.c_str(), r.ref_ppl, r.kl, 100 * r.top1);
+  if (a.json) {
+    nlohmann::json j = {{"model", a.model}, {"chunks", r.n_chunks}, {"ctx", a.opt.n_ctx}, {"scored", r.n_scored},
+                        {"ppl", r.ppl}, {"ppl_error", r.ppl_error}, {"seconds", s}};
+    if (opt.reference) {
+      j["reference"] = a.reference;
+      j["reference_ppl"] = r.ref_ppl;
+      j["kl"] = r.kl;
+      j["top1"] = r.top1;
+    }
+    std::printf("%s\n", j.dump().c_str());
+  }
 }
 }  // namespace
 
@@ -62,6 +87,10 @@ void add_perplexity(CLI::App& app) {
   c->add_option("--ctx", a->opt.n_ctx, "Window length in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   c->add_option("--chunks", a->opt.n_chunks, "Windows to evaluate (default: all)")->check(CLI::Range(1, 1 << 30));
   c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str()->check(CLI::Range(1, 256));
+  c->add_option("--kl-reference", a->reference,
+                "Also run this model (e.g. the unquantized source) and report KL divergence and top-1 agreement")
+      ->check(CLI::ExistingFile);
+  c->add_flag("--json", a->json, "End with one JSON line of the results");
   c->callback([a] { do_perplexity(*a); });
 }
 

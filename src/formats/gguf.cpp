@@ -5,6 +5,7 @@
 
 #include "base/error.h"
 #include "base/mapped_file.h"
+#include "formats/gguf_writer.h"
 
 namespace stepq {
 
@@ -160,6 +161,43 @@ GgufValue read_value(Cursor& c, uint32_t type, const std::string& key) {
 
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 
+// A stepq-private weight type is stored as an I8 tensor whose ne[0] counts the bytes of a row,
+// with a string KV stepq.qtype.<name> giving the real type (gguf_writer.h). Turns `t` and
+// `type` into the real type's; a plain I8 tensor (no such key) is left as it is, and is refused
+// like any other type stepq does not read.
+void resolve_private_type(const GgufFile& f, GgufTensorInfo& t, uint32_t& type) {
+  const std::string& path = f.path();
+  const std::string key = std::string(kStepqQTypeKeyPrefix) + t.name;
+  const GgufValue* v = f.find(key);
+  if (!v) return;
+  if (v->type != GgufType::STRING)
+    fail("{}: tensor '{}': {} must be a string, found {}", path, t.name, key, gguf_type_name(v->type));
+  const std::string& name = std::get<std::string>(v->v);
+  const std::optional<QType> q = qtype_from_name(name);
+  const QTypeInfo* qi = q ? qtype_info((uint32_t)*q) : nullptr;
+  if (!qi)
+    fail("{}: tensor '{}': {} names unknown type '{}' (file made by a newer stepq?)", path, t.name, key,
+         name);
+  if (!qi->storage)
+    fail("{}: tensor '{}': {} names type '{}', which stepq does not support as a weight format", path, t.name,
+         key, name);
+  if ((uint32_t)*q < kFirstPrivateQType)
+    fail("{}: corrupt GGUF: tensor '{}': {} names '{}', which is a ggml type, not a stepq-private one (those "
+         "are stored as themselves, not as int8)",
+         path, t.name, key, name);
+  if (t.ne[0] % qi->type_size != 0)
+    fail("{}: corrupt GGUF: tensor '{}' ({} stored as int8) has rows of {} bytes, not a multiple of "
+         "the {}-byte block",
+         path, t.name, qi->name, t.ne[0], qi->type_size);
+  const int64_t ne0 = t.ne[0] / qi->type_size * qi->block_size;
+  uint64_t n_el = (uint64_t)ne0;
+  if (ne0 > ((int64_t)1 << 40) || mul_overflows(n_el, (uint64_t)(t.ne[1] * t.ne[2] * t.ne[3]), &n_el) ||
+      n_el > ((uint64_t)1 << 50))
+    fail("{}: corrupt GGUF: tensor '{}' has too many elements", path, t.name);
+  t.ne[0] = ne0;
+  type = (uint32_t)*q;
+}
+
 }  // namespace
 
 GgufFile::~GgufFile() = default;
@@ -246,6 +284,7 @@ void GgufFile::parse_all() {
       t.ne[d] = (int64_t)ne;
     }
     uint32_t type = c.read<uint32_t>("tensor type");
+    if (type == kGgmlTypeI8) resolve_private_type(*this, t, type);
     const QTypeInfo* qi = type < kQTypeIdLimit ? qtype_info(type) : nullptr;
     if (!qi || !qi->storage)
       fail("{}: tensor '{}' has type {} which stepq does not support (supported: F32 F16 BF16 Q4_0 Q4_1 "

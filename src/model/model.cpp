@@ -48,7 +48,31 @@ Linear Model::linear(const std::string& name, int64_t in, int64_t out, bool requ
   l.data = t->data;
   l.row_stride = row_bytes(t->type, in);
   l.bias = f32_vector(name + ".bias", out, false);
+  l.lowrank = lowrank(name, in, out);
   return l;
+}
+
+const LowRankLinear* Model::lowrank(const std::string& name, int64_t in, int64_t out, int expert) {
+  const std::string suffix = expert >= 0 ? "." + std::to_string(expert) : "";
+  const GgufTensorInfo* u = gguf_->tensor(name + ".milo_u" + suffix);
+  const GgufTensorInfo* v = gguf_->tensor(name + ".milo_v" + suffix);
+  if (!u && !v) return nullptr;
+  if (!u || !v)
+    fail("{}: '{}' has only one of its compensator tensors {}.milo_u{} and .milo_v{}", gguf_->path(), name, name,
+         suffix, suffix);
+  const int64_t r = v->ne[1];
+  if (v->n_dims != 2 || v->ne[0] != in || u->n_dims != 2 || u->ne[0] != r || u->ne[1] != out || r <= 0)
+    fail("{}: compensator of '{}' has shapes {} (U) and {} (V), expected [{}, {}] and [{}, {}]", gguf_->path(), name,
+         shape_str(*u), shape_str(*v), r, out, in, r);
+  LowRankLinear& lr = lowrank_.emplace_back();
+  for (auto [t, L] : {std::pair{u, &lr.U}, std::pair{v, &lr.V}}) {
+    L->type = t->type;
+    L->in = t->ne[0];
+    L->out = t->ne[1];
+    L->data = t->data;
+    L->row_stride = row_bytes(t->type, t->ne[0]);
+  }
+  return &lr;
 }
 
 std::vector<Linear> Model::experts(const std::string& name, int64_t in, int64_t out, int64_t X) {
@@ -65,6 +89,7 @@ std::vector<Linear> Model::experts(const std::string& name, int64_t in, int64_t 
     v[e].out = out;
     v[e].row_stride = rs;
     v[e].data = t->data + (size_t)e * out * rs;
+    v[e].lowrank = lowrank(name, in, out, (int)e);
   }
   return v;
 }

@@ -1,5 +1,6 @@
 // A loaded model: its config, its weights bound in place from the mmapped GGUF, its tokenizer.
 #pragma once
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,12 +68,16 @@ class Model {
   const float* f32_vector(const std::string& name, int64_t n, bool required);
   Linear linear(const std::string& name, int64_t in, int64_t out, bool required = true);
   std::vector<Linear> experts(const std::string& name, int64_t in, int64_t out, int64_t n_expert);
+  // The MiLo compensator of a weight (tensors <name>.milo_u / .milo_v, with ".<e>" for expert e),
+  // or nullptr when the file has none.
+  const LowRankLinear* lowrank(const std::string& name, int64_t in, int64_t out, int expert = -1);
 
   ModelConfig config_;
   Weights weights_;
   std::unique_ptr<GgufFile> gguf_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::vector<float>> owned_;  // small tensors converted to f32 (norms, biases)
+  std::deque<LowRankLinear> lowrank_;      // compensators the Linears point to
 };
 
 }  // namespace stepq

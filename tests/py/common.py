@@ -15,8 +15,10 @@ MODELS = models_dir()
 failures = []
 
 
-def stepq(*args, input=None, timeout=600):
-    return subprocess.run([BIN, *args], capture_output=True, text=True, input=input, timeout=timeout)
+def stepq(*args, input=None, timeout=600, env=None):
+    """Runs stepq; `env` adds variables to the environment (e.g. STEPQ_ISA)."""
+    full_env = {**os.environ, **env} if env else None
+    return subprocess.run([BIN, *args], capture_output=True, text=True, input=input, timeout=timeout, env=full_env)
 
 
 def check(cond, what, r=None):

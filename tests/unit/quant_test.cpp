@@ -37,9 +37,12 @@ using test::random_weight_row;
 using test::fp16_fields;
 using test::put_u16;
 
-const QType kStorageTypes[] = {QType::F32,  QType::F16,  QType::BF16, QType::Q4_0,   QType::Q4_1,
-                               QType::Q5_0, QType::Q5_1, QType::Q8_0, QType::IQ4_NL, QType::Q2_K,
-                               QType::Q3_K, QType::Q4_K, QType::Q5_K, QType::Q6_K};
+const QType kStorageTypes[] = {QType::F32,    QType::F16,    QType::BF16,    QType::Q4_0,   QType::Q4_1,
+                               QType::Q5_0,   QType::Q5_1,   QType::Q8_0,    QType::IQ4_NL, QType::Q2_K,
+                               QType::Q3_K,   QType::Q4_K,   QType::Q5_K,    QType::Q6_K,   QType::HQ2_64,
+                               QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32};
+// The stepq-internal ones among them (not in the ggml reference data).
+constexpr size_t kInternalStorageTypes = 5;
 const QType kActivationTypes[] = {QType::F32, QType::F16,  QType::BF16,
                                   QType::Q8_0, QType::Q8_1, QType::Q8_K};
 
@@ -49,6 +52,8 @@ std::vector<int64_t> row_lengths(QType t) {
   const int bs = qtype_info(t).block_size;
   if (bs == 1) return {1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 257, 576, 1000, 4864};
   if (bs == 32) return {32, 96, 224, 288, 576, 640, 896, 4128, 4864};
+  if (bs == 64) return {64, 192, 448, 576, 640, 896, 4160, 4864};
+  if (bs == 128) return {128, 384, 640, 896, 1152, 4224, 4864, 8960};
   return {256, 768, 1792, 2304, 1536, 4864, 8960};
 }
 
@@ -158,6 +163,10 @@ TEST(QuantTypes, TableMatchesGgml) {
       {QType::Q3_K, "Q3_K", 256, 110, true, QType::Q8_K}, {QType::Q4_K, "Q4_K", 256, 144, true, QType::Q8_K},
       {QType::Q5_K, "Q5_K", 256, 176, true, QType::Q8_K}, {QType::Q6_K, "Q6_K", 256, 210, true, QType::Q8_K},
       {QType::Q8_K, "Q8_K", 256, 292, false, QType::Q8_K}, {QType::IQ4_NL, "IQ4_NL", 32, 18, true, QType::Q8_0},
+      // stepq-internal
+      {QType::HQ2_64, "HQ2_64", 64, 20, true, QType::Q8_0}, {QType::HQ3_64, "HQ3_64", 64, 28, true, QType::Q8_0},
+      {QType::HQ3_128, "HQ3_128", 128, 52, true, QType::Q8_0}, {QType::HQ4_64, "HQ4_64", 64, 36, true, QType::Q8_0},
+      {QType::S3_32, "S3_32", 32, 14, true, QType::Q8_0},
   };
   for (const Row& r : rows) {
     const QTypeInfo* i = qtype_info((uint32_t)r.t);
@@ -169,7 +178,13 @@ TEST(QuantTypes, TableMatchesGgml) {
     EXPECT_EQ(i->storage, r.storage) << r.name;
     EXPECT_EQ(i->vec_dot_type, r.vdt) << r.name;
   }
-  for (uint32_t id : {4u, 5u, 16u, 17u, 21u, 23u, 31u, 39u, 63u, 64u, 1000u}) EXPECT_EQ(qtype_info(id), nullptr) << id;
+  EXPECT_EQ((uint32_t)QType::HQ2_64, 48u);
+  EXPECT_EQ((uint32_t)QType::HQ3_64, 49u);
+  EXPECT_EQ((uint32_t)QType::HQ3_128, 50u);
+  EXPECT_EQ((uint32_t)QType::HQ4_64, 51u);
+  EXPECT_EQ((uint32_t)QType::S3_32, 52u);
+  for (uint32_t id : {4u, 5u, 16u, 17u, 21u, 23u, 31u, 39u, 47u, 53u, 63u, 64u, 1000u})
+    EXPECT_EQ(qtype_info(id), nullptr) << id;
   EXPECT_STREQ(qtype_name(17), "type 17");
   EXPECT_EQ(row_bytes(QType::Q4_K, 1536), 6u * 144u);
 }
@@ -535,7 +550,7 @@ TEST(QuantGgml, ActivationBytesEqualLlamaCpp) {
 TEST(QuantGgml, DotsMatchLlamaCpp) {
   const GgmlReference ref = load_ggml_reference();
   const int64_t n = (int64_t)ref.x.size();
-  ASSERT_EQ(ref.weights.size(), std::size(kStorageTypes));
+  ASSERT_EQ(ref.weights.size(), std::size(kStorageTypes) - kInternalStorageTypes);
   std::vector<Isa> isas = simd_isas();
   isas.insert(isas.begin(), Isa::Scalar);
   for (const auto& w : ref.weights) {

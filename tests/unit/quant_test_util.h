@@ -15,6 +15,8 @@ inline std::vector<int> fp16_fields(QType t) {
   switch (t) {
     case QType::Q4_0: case QType::Q5_0: case QType::Q8_0: case QType::IQ4_NL: return {0};
     case QType::Q4_1: case QType::Q5_1: case QType::Q4_K: case QType::Q5_K: return {0, 2};
+    case QType::HQ2_64: case QType::HQ3_64: case QType::HQ3_128: case QType::HQ4_64: return {0, 2};  // d, z
+    case QType::S3_32: return {0};
     case QType::Q2_K: return {80, 82};
     case QType::Q3_K: return {108};
     case QType::Q6_K: return {208};
@@ -24,8 +26,19 @@ inline std::vector<int> fp16_fields(QType t) {
 
 inline void put_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
+// Code bits of the HQ formats (asymmetric, fp16 zero in code units at byte 2); 0 for others.
+inline int hq_bits(QType t) {
+  switch (t) {
+    case QType::HQ2_64: return 2;
+    case QType::HQ3_64: case QType::HQ3_128: return 3;
+    case QType::HQ4_64: return 4;
+    default: return 0;
+  }
+}
+
 // A random weight row: random code bytes, finite fp16 scales of either sign with magnitudes
-// like real models' (1e-3 .. 3e-2).
+// like real models' (1e-3 .. 3e-2); the HQ formats' zeros where HQQ puts them, anywhere in
+// [−0.5, 2^bits − 0.5] (fractional, in code units).
 inline std::vector<uint8_t> random_weight_row(QType t, int64_t n, std::mt19937& rng) {
   const QTypeInfo& info = qtype_info(t);
   std::vector<uint8_t> row(row_bytes(t, n));
@@ -44,6 +57,8 @@ inline std::vector<uint8_t> random_weight_row(QType t, int64_t n, std::mt19937& 
   for (int64_t i = 0; i < n / info.block_size; i++) {
     uint8_t* blk = &row[(size_t)i * info.type_size];
     for (int off : fp16_fields(t)) put_u16(blk + off, fp32_to_fp16((byte(rng) & 1 ? -1 : 1) * mag(rng)));
+    if (const int bits = hq_bits(t))
+      put_u16(blk + 2, fp32_to_fp16(std::uniform_real_distribution<float>(-0.5f, (float)(1 << bits) - 0.5f)(rng)));
     if (t == QType::Q8_0)  // ggml's Q8_0 quantizer never writes −128 (the kernels assume so)
       for (int j = 2; j < 34; j++)
         if (blk[j] == 0x80) blk[j] = 0x81;

@@ -24,6 +24,10 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 }  // namespace
 
+size_t Linear::bytes() const {
+  return row_stride * (size_t)out + (lowrank ? lowrank->U.bytes() + lowrank->V.bytes() : 0);
+}
+
 void linear_row_f32(const Linear& W, int64_t r, float* dst) {
   dequantize_row(W.type, W.data + (size_t)r * W.row_stride, dst, W.in);
 }
@@ -96,6 +100,50 @@ void rows_block(const Linear& W, ActRows a, int64_t n, int64_t r0, int64_t r1, f
 
 }  // namespace
 
+namespace {
+
+// y += U (V x) for the targets with a compensator: every V in one dispatch (they read the same x),
+// then each U. Runs after the main product, whose scratch it reuses.
+void add_lowrank(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t x_stride, ThreadPool& pool,
+                 MatmulScratch& scratch) {
+  MatmulTarget vt[8];
+  int64_t offset[8], total = 0;
+  size_t m = 0;
+  for (const MatmulTarget& t : targets)
+    if (t.W->lowrank) {
+      offset[m] = total;
+      total += t.W->lowrank->rank();
+      vt[m++] = {&t.W->lowrank->V, nullptr, 0};
+    }
+  if (m == 0) return;
+  std::vector<float>& tv = scratch.lowrank_t;
+  if (tv.size() < (size_t)(n * total)) tv.resize((size_t)(n * total));
+  for (size_t i = 0; i < m; i++) vt[i] = {vt[i].W, tv.data() + offset[i], total};
+  matmul_multi({vt, m}, x, n, x_stride, pool, scratch);
+  size_t i = 0;
+  for (const MatmulTarget& t : targets) {
+    if (!t.W->lowrank) continue;
+    const Linear& U = t.W->lowrank->U;
+    std::vector<float>& u = scratch.lowrank_y;
+    if (u.size() < (size_t)(n * U.out)) u.resize((size_t)(n * U.out));
+    const MatmulTarget ut{&U, u.data(), U.out};
+    matmul_multi({&ut, 1}, tv.data() + offset[i++], n, total, pool, scratch);
+    for (int64_t k = 0; k < n; k++) {
+      float* y = t.y + k * t.y_stride;
+      const float* d = u.data() + k * U.out;
+      for (int64_t r = 0; r < U.out; r++) y[r] += d[r];
+    }
+  }
+}
+
+bool any_lowrank(std::span<const MatmulGroup> groups) {
+  for (const MatmulGroup& g : groups)
+    if (g.n > 0 && (g.W->lowrank || (g.W_up && g.W_up->lowrank))) return true;
+  return false;
+}
+
+}  // namespace
+
 void matmul_multi(std::span<const MatmulTarget> targets, const float* x, int64_t n, int64_t x_stride,
                   ThreadPool& pool, MatmulScratch& scratch) {
   if (n <= 0 || targets.empty()) return;
@@ -116,6 +164,7 @@ void matmul_multi(std::span<const MatmulTarget> targets, const float* x, int64_t
       rows_block(*m.W, act[task.target], n, task.r0, task.r1, m.y, m.y_stride);
     }
   });
+  add_lowrank(targets, x, n, x_stride, pool, scratch);
 }
 
 void matmul(const Linear& W, const float* x, int64_t n, int64_t x_stride, float* y, int64_t y_stride,
@@ -184,11 +233,23 @@ void grouped(std::span<const MatmulGroup> groups, const Glu* glu, const float* x
 
 void matmul_grouped(std::span<const MatmulGroup> groups, const float* x, int64_t x_stride, float* y,
                     int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
+  if (any_lowrank(groups)) {  // compensated experts: one matmul per group
+    for (const MatmulGroup& g : groups)
+      if (g.n > 0) matmul(*g.W, x + g.row0 * x_stride, g.n, x_stride, y + g.row0 * y_stride, y_stride, pool, scratch);
+    return;
+  }
   grouped(groups, nullptr, x, x_stride, y, nullptr, y_stride, pool, scratch);
 }
 
 void matmul_glu_grouped(std::span<const MatmulGroup> groups, Glu glu, const float* x, int64_t x_stride, float* gate,
                         float* up, int64_t y_stride, ThreadPool& pool, MatmulScratch& scratch) {
+  if (any_lowrank(groups)) {
+    for (const MatmulGroup& g : groups)
+      if (g.n > 0)
+        matmul_glu(*g.W, *g.W_up, glu, x + g.row0 * x_stride, g.n, x_stride, gate + g.row0 * y_stride,
+                   up + g.row0 * y_stride, y_stride, pool, scratch);
+    return;
+  }
   grouped(groups, &glu, x, x_stride, gate, up, y_stride, pool, scratch);
 }
 
@@ -198,6 +259,11 @@ void matmul_glu(const Linear& W_gate, const Linear& W_up, Glu glu, const float* 
   if (W_gate.out != W_up.out)
     fail("matmul_glu: gate has {} outputs but up has {}", W_gate.out, W_up.out);
   const MatmulTarget targets[2] = {{&W_gate, gate, y_stride}, {&W_up, up, y_stride}};
+  if (W_gate.lowrank || W_up.lowrank) {  // the compensators must be in before the activation
+    matmul_multi(targets, x, n, x_stride, pool, scratch);
+    pool.parallel_for(W_gate.out, 256, [&](int64_t r0, int64_t r1) { apply_glu(glu, gate, up, n, y_stride, r0, r1); });
+    return;
+  }
   ActRows act[2];
   convert_activations(targets, x, n, x_stride, pool, scratch, act);
   const int64_t F = W_gate.out;

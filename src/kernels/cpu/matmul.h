@@ -11,16 +11,26 @@
 namespace stepq {
 
 class ThreadPool;
+struct LowRankLinear;
 
-// A linear layer: `out` rows of `in` elements in format `type`, used in place (mmap).
+// A linear layer: `out` rows of `in` elements in format `type`, used in place (mmap), plus an
+// optional low-rank compensator (MiLo): y = W x + U (V x) + bias.
 struct Linear {
   QType type = QType::F32;
   int64_t in = 0, out = 0;
   const uint8_t* data = nullptr;   // out rows, row_stride bytes apart
   size_t row_stride = 0;           // bytes
   const float* bias = nullptr;     // (out) or nullptr
+  const LowRankLinear* lowrank = nullptr;  // or nullptr
   bool valid() const { return data != nullptr; }
-  size_t bytes() const { return row_stride * (size_t)out; }
+  size_t bytes() const;            // the weight's bytes, its compensator's included
+};
+
+// U (in = rank, out = W.out) and V (in = W.in, out = rank), each in its stored format (F16, Q8_0,
+// Q4_0, S3_32): the low-rank term is two small matmuls on the quantized factors, never an f32 copy.
+struct LowRankLinear {
+  Linear U, V;
+  int64_t rank() const { return V.out; }
 };
 
 // Scratch for quantized activations, grown on demand and then reused (no allocation in steady state).
@@ -32,6 +42,7 @@ struct MatmulScratch {
     int64_t r0, r1;
   };
   std::vector<Task> tasks;
+  std::vector<float> lowrank_t, lowrank_y;  // V x and U (V x) of compensated weights
 };
 
 // One weight of a fused matmul and where its output goes.

@@ -37,6 +37,25 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 
+// stepq's "HQ" family (MiLo / HQQ weights; not ggml formats): asymmetric codes q with an fp16
+// scale d and an fp16 zero z (in code units) per group, w = (q − z)·d; and S3_32, symmetric
+// 3-bit with w = (q − 4)·d. All pair with Q8_0 activations.
+//
+// 2-bit codes: value i of 64 is (ql[i % 16] >> 2·(i / 16)) & 3.
+// 3-bit codes come in 24-byte chunks of 64 values: the low two bits as above, the third bit of
+// value i is bit i of qh read as a little-endian uint64 (bit i % 8 of qh[i / 8]).
+// 4-bit codes: value i of 64 is (qs[i % 32] >> 4·(i / 32)) & 15.
+struct BlockHQ2_64 { uint16_t d, z; uint8_t ql[16]; };
+struct HQ3Chunk { uint8_t ql[16]; uint8_t qh[8]; };
+struct BlockHQ3_64 { uint16_t d, z; HQ3Chunk c[1]; };
+struct BlockHQ3_128 { uint16_t d, z; HQ3Chunk c[2]; };  // chunk k: values 64k .. 64k+63
+struct BlockHQ4_64 { uint16_t d, z; uint8_t qs[32]; };
+// S3_32: value i of 32 is ((ql[i % 8] >> 2·(i / 8)) & 3) | (bit i of qh as a LE uint32) << 2.
+struct BlockS3_32 { uint16_t d; uint8_t ql[8]; uint8_t qh[4]; };
+
+static_assert(sizeof(HQ3Chunk) == 24 && sizeof(BlockHQ2_64) == 20 && sizeof(BlockHQ3_64) == 28 &&
+              sizeof(BlockHQ3_128) == 52 && sizeof(BlockHQ4_64) == 36 && sizeof(BlockS3_32) == 14);
+
 // IQ4_NL's non-linear code book (kvalues_iq4nl in ggml-common.h).
 constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                      1,    13,   25,  38,  53,  69,  89,  113};

@@ -1,9 +1,9 @@
 // Internal: the per-ISA kernel tables behind vec_dot / quantize_row (quant_types.h).
 //
-// Each ISA file (quant_dot_avx2.cpp, quant_dot_avx512.cpp) fills the entries it speeds up;
-// the rest keep the scalar reference. The AVX-512 table starts from the AVX2 one, so it only
-// overrides where 512-bit / VNNI code pays. Tests index a table directly to check every ISA
-// the machine has, whatever STEPQ_ISA says.
+// Each ISA file (quant_dot_avx2.cpp, quant_dot_avx512.cpp, hq_dot_*.cpp) fills the entries it
+// speeds up; the rest keep the scalar reference. The AVX-512 table starts from the AVX2 one, so
+// it only overrides where 512-bit / VNNI code pays. Tests index a table directly to check every
+// ISA the machine has, whatever STEPQ_ISA says.
 //
 // ISA files include this header but must not call the inline helpers of quant_types.h
 // (qtype_info, row_bytes): an ISA-compiled copy of an inline function could be the one the
@@ -38,6 +38,10 @@ struct DotTable {
 
 void register_quant_kernels_avx2(DotTable& t);
 void register_quant_kernels_avx512(DotTable& t);  // call after the AVX2 registration
+// The HQ family and S3_32 (hq_dot_avx2.cpp, hq_dot_avx512.cpp): each after its ISA's
+// register_quant_kernels_*.
+void register_hq_kernels_avx2(DotTable& t);
+void register_hq_kernels_avx512(DotTable& t);
 
 // The complete table for `isa` (scalar entries, then that ISA's overrides). For an ISA above
 // detected_isa() it is the detected ISA's table.

@@ -51,6 +51,12 @@ constexpr TypeTable make_type_table() {
   t.set(QType::Q6_K, "Q6_K", 256, 210, true, QType::Q8_K);
   t.set(QType::Q8_K, "Q8_K", 256, 292, false, QType::Q8_K);  // activation only
   t.set(QType::IQ4_NL, "IQ4_NL", 32, 18, true, QType::Q8_0);
+  // stepq-internal (quant_blocks.h): not ggml ids.
+  t.set(QType::HQ2_64, "HQ2_64", 64, 20, true, QType::Q8_0);
+  t.set(QType::HQ3_64, "HQ3_64", 64, 28, true, QType::Q8_0);
+  t.set(QType::HQ3_128, "HQ3_128", 128, 52, true, QType::Q8_0);
+  t.set(QType::HQ4_64, "HQ4_64", 64, 36, true, QType::Q8_0);
+  t.set(QType::S3_32, "S3_32", 32, 14, true, QType::Q8_0);
   return t;
 }
 
@@ -234,6 +240,32 @@ void dequant_q8_K(const BlockQ8_K* b, float* y) {
   for (int j = 0; j < 256; j++) y[j] = b->d * (float)b->qs[j];
 }
 
+// HQ family and S3_32 (quant_blocks.h): code of element i of a block.
+inline int hq2_code(const uint8_t* ql, int i) { return (ql[i & 15] >> (2 * (i >> 4))) & 3; }
+inline int hq3_code(const HQ3Chunk& c, int i) { return hq2_code(c.ql, i) | (((c.qh[i >> 3] >> (i & 7)) & 1) << 2); }
+inline int hq_code(const BlockHQ2_64& b, int i) { return hq2_code(b.ql, i); }
+inline int hq_code(const BlockHQ3_64& b, int i) { return hq3_code(b.c[0], i); }
+inline int hq_code(const BlockHQ3_128& b, int i) { return hq3_code(b.c[i >> 6], i & 63); }
+inline int hq_code(const BlockHQ4_64& b, int i) { return (b.qs[i & 31] >> (4 * (i >> 5))) & 15; }
+inline int s3_code(const BlockS3_32& b, int i) {
+  return ((b.ql[i & 7] >> (2 * (i >> 3))) & 3) | (((b.qh[i >> 3] >> (i & 7)) & 1) << 2);
+}
+
+template <typename Block>
+constexpr int kHQGroup = sizeof(Block) == sizeof(BlockHQ3_128) ? 128 : 64;
+
+// w = (q − z)·d, evaluated as (float(q) − z)·d.
+template <typename Block>
+void dequant_hq(const Block* b, float* y) {
+  const float d = h2f(b->d), z = h2f(b->z);
+  for (int i = 0; i < kHQGroup<Block>; i++) y[i] = ((float)hq_code(*b, i) - z) * d;
+}
+
+void dequant_s3_32(const BlockS3_32* b, float* y) {
+  const float d = h2f(b->d);
+  for (int i = 0; i < 32; i++) y[i] = (float)(s3_code(*b, i) - 4) * d;
+}
+
 template <typename Block, void (*F)(const Block*, float*)>
 void dequant_blocks(const void* src, float* dst, int64_t nb, int qk) {
   const Block* b = (const Block*)src;
@@ -269,6 +301,11 @@ void dequantize_row(QType t, const void* src, float* dst, int64_t n) {
     case QType::Q5_K: return dequant_blocks<BlockQ5_K, dequant_q5_K>(src, dst, nb, kQK_K);
     case QType::Q6_K: return dequant_blocks<BlockQ6_K, dequant_q6_K>(src, dst, nb, kQK_K);
     case QType::Q8_K: return dequant_blocks<BlockQ8_K, dequant_q8_K>(src, dst, nb, kQK_K);
+    case QType::HQ2_64: return dequant_blocks<BlockHQ2_64, dequant_hq<BlockHQ2_64>>(src, dst, nb, 64);
+    case QType::HQ3_64: return dequant_blocks<BlockHQ3_64, dequant_hq<BlockHQ3_64>>(src, dst, nb, 64);
+    case QType::HQ3_128: return dequant_blocks<BlockHQ3_128, dequant_hq<BlockHQ3_128>>(src, dst, nb, 128);
+    case QType::HQ4_64: return dequant_blocks<BlockHQ4_64, dequant_hq<BlockHQ4_64>>(src, dst, nb, 64);
+    case QType::S3_32: return dequant_blocks<BlockS3_32, dequant_s3_32>(src, dst, nb, kQK);
   }
   fail("dequantize_row: no dequantizer for {}", qtype_name((uint32_t)t));
 }
@@ -577,6 +614,50 @@ float ref_dot_q6_K(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
+// HQ formats against Q8_0. Per weight block of G = 64·m elements (d, z its fp16 scale and zero
+// as floats), over its G/32 activation blocks j in order (dx_j their fp16 scale as a float):
+//   sqa_j = Σ q_i·a_i,  sa_j = Σ a_i                   (exact int)
+//   bs += dx_j·(float)sqa_j,  bz += dx_j·(float)sa_j    (float, from 0 per block)
+//   sum += d·(bs − z·bz)                                (float, blocks in order)
+// which is Σ (q_i − z)·d·dx·a_i. The SIMD kernels (hq_dot_*.cpp) sum the same exact integers
+// in another order of float operations.
+template <typename Block>
+float ref_dot_hq(int64_t n, const void* w, const void* a) {
+  constexpr int G = kHQGroup<Block>;
+  const Block* x = (const Block*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / G; i++) {
+    float bs = 0, bz = 0;
+    for (int j = 0; j < G / kQK; j++) {
+      const BlockQ8_0& yj = y[i * (G / kQK) + j];
+      int sqa = 0, sa = 0;
+      for (int l = 0; l < kQK; l++) {
+        sqa += hq_code(x[i], kQK * j + l) * yj.qs[l];
+        sa += yj.qs[l];
+      }
+      const float dx = h2f(yj.d);
+      bs += dx * (float)sqa;
+      bz += dx * (float)sa;
+    }
+    sum += h2f(x[i].d) * (bs - h2f(x[i].z) * bz);
+  }
+  return sum;
+}
+
+// S3_32 against Q8_0, per block: sum += d·dx·(float)Σ (q_i − 4)·a_i.
+float ref_dot_s3_32(int64_t n, const void* w, const void* a) {
+  const BlockS3_32* x = (const BlockS3_32*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / kQK; i++) {
+    int s = 0;
+    for (int l = 0; l < kQK; l++) s += (s3_code(x[i], l) - 4) * y[i].qs[l];
+    sum += h2f(x[i].d) * h2f(y[i].d) * (float)s;
+  }
+  return sum;
+}
+
 DotTable make_scalar_table() {
   DotTable t;
   auto dot = [&](QType q, VecDotFn f) { t.vec_dot[(uint32_t)q] = f; };
@@ -594,6 +675,11 @@ DotTable make_scalar_table() {
   dot(QType::Q4_K, ref_dot_q4_K);
   dot(QType::Q5_K, ref_dot_q5_K);
   dot(QType::Q6_K, ref_dot_q6_K);
+  dot(QType::HQ2_64, ref_dot_hq<BlockHQ2_64>);
+  dot(QType::HQ3_64, ref_dot_hq<BlockHQ3_64>);
+  dot(QType::HQ3_128, ref_dot_hq<BlockHQ3_128>);
+  dot(QType::HQ4_64, ref_dot_hq<BlockHQ4_64>);
+  dot(QType::S3_32, ref_dot_s3_32);
   auto quant = [&](QType q, QuantizeRowFn f) { t.quantize_row[(uint32_t)q] = f; };
   quant(QType::F32, quantize_f32);
   quant(QType::F16, quantize_f16);
@@ -610,8 +696,14 @@ DotTable make_scalar_table() {
 DotTable make_table(Isa isa) {
   if ((int)isa > (int)detected_isa()) isa = detected_isa();
   DotTable t = make_scalar_table();
-  if (isa >= Isa::Avx2) register_quant_kernels_avx2(t);
-  if (isa >= Isa::Avx512) register_quant_kernels_avx512(t);
+  if (isa >= Isa::Avx2) {
+    register_quant_kernels_avx2(t);
+    register_hq_kernels_avx2(t);
+  }
+  if (isa >= Isa::Avx512) {
+    register_quant_kernels_avx512(t);
+    register_hq_kernels_avx512(t);
+  }
   return t;
 }
 
@@ -669,6 +761,134 @@ float vec_dot_ref(QType t, int64_t n, const void* w, const void* a) {
   const VecDotFn f = dot_table(Isa::Scalar).vec_dot[(uint32_t)t];
   if (!f) fail("vec_dot_ref: no dot product for weight type {}", qtype_name((uint32_t)t));
   return f(n, w, a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight packing and quantization (scalar; for converters, not on the inference path)
+
+namespace {
+
+template <typename Block>
+void hq_pack_blocks(const uint8_t* codes, const float* d, const float* z, int64_t nb, void* dst) {
+  constexpr int G = kHQGroup<Block>;
+  Block* b = (Block*)dst;
+  for (int64_t g = 0; g < nb; g++, codes += G) {
+    Block& blk = b[g];
+    std::memset(&blk, 0, sizeof blk);
+    blk.d = fp32_to_fp16(d[g]);
+    blk.z = fp32_to_fp16(z[g]);
+    for (int i = 0; i < G; i++) {
+      const int q = codes[i];
+      if constexpr (sizeof(Block) == sizeof(BlockHQ2_64)) {
+        blk.ql[i & 15] |= (uint8_t)(q << (2 * (i >> 4)));
+      } else if constexpr (sizeof(Block) == sizeof(BlockHQ4_64)) {
+        blk.qs[i & 31] |= (uint8_t)(q << (4 * (i >> 5)));
+      } else {  // HQ3: 64-element chunks
+        HQ3Chunk& c = blk.c[i >> 6];
+        const int e = i & 63;
+        c.ql[e & 15] |= (uint8_t)((q & 3) << (2 * (e >> 4)));
+        c.qh[e >> 3] |= (uint8_t)((q >> 2) << (e & 7));
+      }
+    }
+  }
+}
+
+// ggml's reference rule for the symmetric formats with a signed zero-point-free grid: max is the
+// element of largest magnitude (the first one), d = max / −half, codes trunc(x/d + half + 0.5)
+// clamped to 2·half − 1. Writes fp16(d) and the codes; x/d + half + 0.5 >= 0.5 always.
+void quantize_symmetric_block(const float* x, int n, int half, uint16_t& d16, uint8_t* q) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < n; j++)
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  const float d = max / (float)-half;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  d16 = fp32_to_fp16(d);
+  for (int j = 0; j < n; j++) {
+    const int v = (int)(x[j] * id + ((float)half + 0.5f));
+    q[j] = (uint8_t)(v < 2 * half - 1 ? v : 2 * half - 1);
+  }
+}
+
+}  // namespace
+
+void hq_pack_row(QType t, const uint8_t* codes, const float* d, const float* z, int64_t n, void* dst) {
+  int bits = 0;
+  switch (t) {
+    case QType::HQ2_64: bits = 2; break;
+    case QType::HQ3_64: case QType::HQ3_128: bits = 3; break;
+    case QType::HQ4_64: bits = 4; break;
+    default: fail("hq_pack_row: {} is not an HQ format", qtype_name((uint32_t)t));
+  }
+  const int64_t nb = checked_blocks(t, n, "hq_pack_row");
+  for (int64_t i = 0; i < n; i++)
+    if (codes[i] >> bits)
+      fail("hq_pack_row: code {} of element {} does not fit {} ({} bits)", codes[i], i, qtype_name((uint32_t)t), bits);
+  switch (t) {
+    case QType::HQ2_64: return hq_pack_blocks<BlockHQ2_64>(codes, d, z, nb, dst);
+    case QType::HQ3_64: return hq_pack_blocks<BlockHQ3_64>(codes, d, z, nb, dst);
+    case QType::HQ3_128: return hq_pack_blocks<BlockHQ3_128>(codes, d, z, nb, dst);
+    default: return hq_pack_blocks<BlockHQ4_64>(codes, d, z, nb, dst);
+  }
+}
+
+void quantize_weight_row(QType t, const float* src, void* dst, int64_t n) {
+  if (t != QType::F16 && t != QType::Q4_0 && t != QType::Q8_0 && t != QType::S3_32)
+    fail("quantize_weight_row: no weight quantizer for {}", qtype_name((uint32_t)t));
+  const int64_t nb = checked_blocks(t, n, "quantize_weight_row");
+  uint8_t q[kQK];
+  switch (t) {
+    case QType::F16: return quantize_f16(src, dst, n);
+    case QType::Q4_0: {  // ggml quantize_row_q4_0_ref: d = max / −8, q = min(15, trunc(x/d + 8.5))
+      BlockQ4_0* b = (BlockQ4_0*)dst;
+      for (int64_t i = 0; i < nb; i++) {
+        quantize_symmetric_block(src + i * kQK, kQK, 8, b[i].d, q);
+        for (int j = 0; j < 16; j++) b[i].qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+      }
+      return;
+    }
+    case QType::Q8_0: {  // ggml quantize_row_q8_0_ref: d = amax / 127, q = roundf(x·(1/d)), half away from 0
+      BlockQ8_0* b = (BlockQ8_0*)dst;
+      for (int64_t i = 0; i < nb; i++) {
+        const float* x = src + i * kQK;
+        float amax = 0;
+        for (int j = 0; j < kQK; j++) amax = std::fmax(amax, std::fabs(x[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = fp32_to_fp16(d);
+        for (int j = 0; j < kQK; j++) b[i].qs[j] = (int8_t)std::round(x[j] * id);
+      }
+      return;
+    }
+    default: {  // S3_32: as Q4_0 with 3 bits: d = max / −4, q = min(7, trunc(x/d + 4.5))
+      BlockS3_32* b = (BlockS3_32*)dst;
+      for (int64_t i = 0; i < nb; i++) {
+        quantize_symmetric_block(src + i * kQK, kQK, 4, b[i].d, q);
+        std::memset(b[i].ql, 0, sizeof b[i].ql);
+        std::memset(b[i].qh, 0, sizeof b[i].qh);
+        for (int j = 0; j < kQK; j++) {
+          b[i].ql[j & 7] |= (uint8_t)((q[j] & 3) << (2 * (j >> 3)));
+          b[i].qh[j >> 3] |= (uint8_t)((q[j] >> 2) << (j & 7));
+        }
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace stepq
+
+// ---------------------------------------------------------------------------------------------
+// Type lookup by name
+
+namespace stepq {
+
+std::optional<QType> qtype_from_name(std::string_view name) {
+  for (uint32_t id = 0; id < kQTypeIdLimit; id++)
+    if (const QTypeInfo* i = qtype_info(id); i && name == i->name) return (QType)id;
+  return std::nullopt;
 }
 
 }  // namespace stepq

@@ -7,10 +7,13 @@
 
 namespace stepq {
 
-// Values are ggml_type ids (the uint32 in a GGUF tensor info).
+// Values below 48 are ggml_type ids (the uint32 in a GGUF tensor info). 48 and up are
+// stepq-internal formats (the "HQ" family, MiLo/HQQ weights; layouts in quant_blocks.h) that
+// are never written as ggml type ids.
 enum class QType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, IQ4_NL = 20, BF16 = 30,
+  HQ2_64 = 48, HQ3_64 = 49, HQ3_128 = 50, HQ4_64 = 51, S3_32 = 52,
 };
 constexpr uint32_t kQTypeIdLimit = 64;  // ids >= this are never valid
 
@@ -52,5 +55,25 @@ void vec_dot_tile(QType t, int64_t n, const void* w, size_t w_stride, int64_t ro
 
 // The scalar reference dot product (what SIMD kernels are tested against).
 float vec_dot_ref(QType t, int64_t n, const void* w, const void* a);
+
+// Packs an HQ row (HQ2_64, HQ3_64, HQ3_128, HQ4_64) of n elements (a multiple of the block
+// size): codes[i] is element i's code (< 2^bits, else Error), d[g] and z[g] the scale and zero
+// of block g, stored as fp16 (round to nearest even). Dequantizes to (codes[i] − z)·d.
+void hq_pack_row(QType t, const uint8_t* codes, const float* d, const float* z, int64_t n, void* dst);
+
+// Weight quantizer (round to nearest on a per-block absmax grid, llama.cpp's reference rules)
+// for F16, Q4_0, Q8_0 and S3_32; Error for other types. n is a multiple of the block size.
+void quantize_weight_row(QType t, const float* src, void* dst, int64_t n);
+
+}  // namespace stepq
+
+// Type lookup by name (used by the GGUF reader for stepq-private types stored as I8 tensors).
+#include <optional>
+#include <string_view>
+
+namespace stepq {
+
+// The type whose QTypeInfo::name is `name` (exact, e.g. "Q4_K", "HQ3_64"); nullopt if none.
+std::optional<QType> qtype_from_name(std::string_view name);
 
 }  // namespace stepq

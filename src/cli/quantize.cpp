@@ -1,0 +1,332 @@
+// stepq quantize: RTN, HQQ or MiLo (HQQ plus low-rank compensators) quantization of a model's
+// linear weights into a new GGUF. Tensors are streamed one at a time: memory stays at a few
+// copies of the largest weight whatever the model size.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "cli/commands.h"
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
+#include "quant/milo.h"
+#include "quant/plan.h"
+
+namespace stepq::cli {
+
+namespace {
+
+struct QuantizeArgs {
+  std::string model, out, method = "milo", policy = "dense-sparse", tensors, moe_stats;
+  int bits = 3, group = 64, iters = 8, dense_rank = 1024, sparse_rank = 32, kurtosis_shift = 2;
+  int compensator_bits = 3;
+  double rank_budget = -1;  // effective bits per weight; −1: the method's default
+  int threads = default_threads();
+  bool quiet = false;
+};
+
+QType compensator_type(int bits) {
+  switch (bits) {
+    case 3: return QType::S3_32;
+    case 4: return QType::Q4_0;
+    case 8: return QType::Q8_0;
+    case 16: return QType::F16;
+  }
+  fail("--compensator-bits must be 3, 4, 8 or 16, got {}", bits);
+}
+
+std::string fmt_time(double s) {
+  if (s < 60) return fmt::format("{:.0f}s", s);
+  if (s < 3600) return fmt::format("{}m{:02d}s", (int)s / 60, (int)s % 60);
+  return fmt::format("{}h{:02d}m", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+// Routing shares from `stepq moe-stats --json`: share[layer][expert] = count / mean count.
+std::vector<std::vector<double>> read_routing(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) fail("cannot read --moe-stats file '{}'", path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    fail("--moe-stats file '{}' is not JSON ({}); make it with: stepq moe-stats -m MODEL -f TEXT --json", path,
+         e.what());
+  }
+  if (!j.contains("counts") || !j["counts"].is_array())
+    fail("--moe-stats file '{}' has no 'counts' array (expected the output of stepq moe-stats --json)", path);
+  std::vector<std::vector<double>> share;
+  for (const auto& layer : j["counts"]) {
+    std::vector<double> v;
+    double total = 0;
+    for (const auto& c : layer) {
+      v.push_back(c.get<double>());
+      total += v.back();
+    }
+    for (double& x : v) x = total > 0 ? x / total * (double)v.size() : 1.0;
+    share.push_back(std::move(v));
+  }
+  return share;
+}
+
+// Row-major f32 copy of rows [r0, r0 + n) of a tensor.
+std::vector<float> read_rows(const GgufTensorInfo& t, int64_t r0, int64_t n) {
+  std::vector<float> w((size_t)(n * t.ne[0]));
+  const size_t rb = row_bytes(t.type, t.ne[0]);
+  for (int64_t r = 0; r < n; r++) dequantize_row(t.type, t.data + (size_t)(r0 + r) * rb, w.data() + r * t.ne[0], t.ne[0]);
+  return w;
+}
+
+void do_quantize(const QuantizeArgs& a) {
+  const auto t_start = std::chrono::steady_clock::now();
+  if (a.method != "rtn" && a.method != "hqq" && a.method != "milo")
+    fail("--method must be rtn, hqq or milo, got '{}'", a.method);
+  const bool milo = a.method == "milo";
+  const QType base_type = hq_type(a.bits, a.group);
+  const QType comp_type = compensator_type(a.compensator_bits);
+  RankParams rp;
+  rp.policy = rank_policy_from_name(a.policy);
+  rp.dense_rank = a.dense_rank;
+  rp.sparse_rank = a.sparse_rank;
+  rp.kurtosis_shift = a.kurtosis_shift;
+  rp.multiple = qtype_info(comp_type).block_size == 1 ? 8 : qtype_info(comp_type).block_size;
+  if (rp.policy == RankPolicy::Frequency && a.moe_stats.empty())
+    fail("--rank-policy frequency needs --moe-stats FILE (from: stepq moe-stats -m MODEL -f TEXT --json)");
+  std::optional<std::regex> only;
+  if (!a.tensors.empty()) {
+    try {
+      only.emplace(a.tensors);
+    } catch (const std::regex_error& e) {
+      fail("--tensors '{}' is not a valid regular expression ({})", a.tensors, e.what());
+    }
+  }
+
+  auto src = GgufFile::open(a.model);
+  ThreadPool pool(a.threads);
+  set_blas_threads(a.threads);
+  const auto routing = a.moe_stats.empty() ? std::vector<std::vector<double>>{} : read_routing(a.moe_stats);
+
+  // What to quantize: every matching linear weight (experts one by one).
+  std::vector<QuantItem> items;
+  std::vector<bool> quantized(src->tensors().size(), false);
+  int skipped = 0;
+  for (size_t i = 0; i < src->tensors().size(); i++) {
+    const GgufTensorInfo& t = src->tensors()[i];
+    if (!is_quantizable_weight(t.name) || (only && !std::regex_match(t.name, *only))) continue;
+    if (t.ne[0] % a.group != 0 || t.ne[3] != 1) {
+      std::fprintf(stderr, "stepq quantize: %s: row length %lld is not a multiple of --group %d; kept as %s\n",
+                   t.name.c_str(), (long long)t.ne[0], a.group, qtype_name((uint32_t)t.type));
+      skipped++;
+      continue;
+    }
+    quantized[i] = true;
+    const bool stacked = t.name.find("_exps.") != std::string::npos;
+    const int64_t X = t.ne[2];
+    for (int64_t e = 0; e < X; e++) {
+      QuantItem it;
+      it.tensor = t.name;
+      it.expert = stacked ? (int)e : -1;
+      it.layer = layer_of(t.name);
+      it.rows = t.ne[1] * (stacked ? 1 : X);
+      it.cols = t.ne[0];
+      it.sparse = stacked;
+      if (stacked) {
+        it.freq_share = 1.0;
+        if (!routing.empty()) {
+          if (it.layer < 0 || it.layer >= (int)routing.size() || (int64_t)routing[it.layer].size() != X)
+            fail("--moe-stats '{}' has no routing counts for the {} experts of layer {} (was it made on this model?)",
+                 a.moe_stats, X, it.layer);
+          it.freq_share = routing[it.layer][e];
+        }
+      }
+      items.push_back(std::move(it));
+      if (!stacked) break;
+    }
+  }
+  if (items.empty()) fail("{}: no tensor to quantize (see: stepq inspect {})", a.model, a.model);
+
+  int64_t n_weights = 0;
+  for (const QuantItem& it : items) n_weights += it.rows * it.cols;
+  if (milo && rp.policy == RankPolicy::Kurtosis) {
+    std::fprintf(stderr, "stepq quantize: measuring weight kurtosis of %zu matrices\n", items.size());
+    for (QuantItem& it : items) {
+      const GgufTensorInfo& t = *src->tensor(it.tensor);
+      const int64_t r0 = it.expert >= 0 ? it.expert * it.rows : 0;
+      std::vector<float> w = read_rows(t, r0, it.rows);
+      it.kurtosis = kurtosis(w.data(), (int64_t)w.size());
+    }
+  }
+  const double base_bpw = 8.0 * qtype_info(base_type).type_size / qtype_info(base_type).block_size;
+  double comp_bpw = 0;
+  if (milo) {
+    const double budget = a.rank_budget < 0 ? base_bpw + 0.25 : a.rank_budget;
+    if (a.rank_budget == 0) comp_bpw = assign_ranks(items, rp, comp_type, 0);
+    else {
+      if (budget <= base_bpw)
+        fail("--rank-budget {} bits/weight leaves nothing for compensators: {} alone costs {} bits/weight", budget,
+             qtype_name((uint32_t)base_type), base_bpw);
+      comp_bpw = assign_ranks(items, rp, comp_type, budget - base_bpw);
+    }
+  }
+
+  // The output: every KV of the source, then tensors in source order, each quantized weight
+  // followed by its compensators.
+  GgufWriter w(a.out);
+  for (const auto& [k, v] : src->metadata()) w.add_kv(k, v);
+  w.add_kv("stepq.quantize.method", GgufValue{GgufType::STRING, a.method});
+  w.add_kv("stepq.quantize.bits", GgufValue{GgufType::U32, (int64_t)a.bits});
+  w.add_kv("stepq.quantize.group", GgufValue{GgufType::U32, (int64_t)a.group});
+  if (milo) {
+    w.add_kv("stepq.quantize.rank_policy", GgufValue{GgufType::STRING, std::string(rank_policy_name(rp.policy))});
+    w.add_kv("stepq.quantize.compensator_type",
+             GgufValue{GgufType::STRING, std::string(qtype_name((uint32_t)comp_type))});
+  }
+  size_t next_item = 0;
+  std::vector<std::pair<size_t, size_t>> item_range(src->tensors().size(), {0, 0});
+  for (size_t i = 0; i < src->tensors().size(); i++) {
+    const GgufTensorInfo& t = src->tensors()[i];
+    const int64_t ne[4] = {t.ne[0], t.ne[1], t.ne[2], t.ne[3]};
+    if (!quantized[i]) {
+      w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), t.type);
+      continue;
+    }
+    w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), base_type);
+    const size_t first = next_item;
+    while (next_item < items.size() && items[next_item].tensor == t.name) {
+      const QuantItem& it = items[next_item++];
+      if (it.rank == 0) continue;
+      const int64_t u_ne[2] = {it.rank, it.rows}, v_ne[2] = {it.cols, it.rank};
+      w.add_tensor(it.lowrank_name('u'), u_ne, comp_type);
+      w.add_tensor(it.lowrank_name('v'), v_ne, comp_type);
+    }
+    item_range[i] = {first, next_item};
+  }
+  w.begin_data();
+
+  std::fprintf(stderr,
+               "stepq quantize: %s -> %s: %s, %d-bit groups of %d (%s), %zu matrices, %.1fM weights, %d threads\n",
+               a.model.c_str(), a.out.c_str(), a.method.c_str(), a.bits, a.group, qtype_name((uint32_t)base_type),
+               items.size(), n_weights / 1e6, a.threads);
+  if (milo)
+    std::fprintf(stderr, "  compensators: %s, rank policy %s, %.3f bits/weight planned\n",
+                 qtype_name((uint32_t)comp_type), rank_policy_name(rp.policy), comp_bpw);
+
+  MiloParams mp;
+  mp.hqq.bits = a.bits;
+  mp.hqq.group = a.group;
+  mp.hqq.optimize = a.method != "rtn";
+  mp.iters = a.iters;
+  mp.lowrank_type = comp_type;
+  int64_t done_weights = 0;
+  double base_bytes = 0, comp_bytes = 0, err2_before = 0, err2_after = 0, w2 = 0;
+  size_t done_items = 0;
+  for (size_t i = 0; i < src->tensors().size(); i++) {
+    const GgufTensorInfo& t = src->tensors()[i];
+    if (!quantized[i]) {
+      w.write(t.name, t.data, t.n_bytes);
+      continue;
+    }
+    std::vector<std::pair<std::vector<uint8_t>, std::vector<uint8_t>>> comps;  // U, V
+    for (size_t k = item_range[i].first; k < item_range[i].second; k++) {
+      const QuantItem& it = items[k];
+      const auto t0 = std::chrono::steady_clock::now();
+      const int64_t r0 = it.expert >= 0 ? it.expert * it.rows : 0;
+      std::vector<float> W = read_rows(t, r0, it.rows);
+      mp.rank = it.rank;
+      MiloResult res = milo_quantize(W.data(), it.rows, it.cols, mp, pool);
+      const std::vector<uint8_t> packed = hqq_pack(res.q);
+      w.write(t.name, packed.data(), packed.size());
+      base_bytes += (double)packed.size();
+      if (it.rank > 0) {
+        comps.emplace_back(std::move(res.packed.U), std::move(res.packed.V));
+        comp_bytes += (double)(comps.back().first.size() + comps.back().second.size());
+      }
+      double wn = 0;
+      for (float v : W) wn += (double)v * v;
+      w2 += wn;
+      err2_before += res.hqq_error * res.hqq_error;
+      err2_after += res.stored_error * res.stored_error;
+      done_weights += it.rows * it.cols;
+      done_items++;
+      if (!a.quiet) {
+        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double frac = (double)done_weights / (double)n_weights;
+        std::string what = it.expert >= 0 ? fmt::format("{}[{}]", it.tensor, it.expert) : it.tensor;
+        std::string detail = fmt::format("{} steps, rel.err {:.4f}", res.q.iterations,
+                                         res.hqq_error / std::sqrt(std::max(wn, 1e-30)));
+        if (it.rank > 0)
+          detail += fmt::format(" -> {:.4f} (rank {}, {} fits, best {})",
+                                res.stored_error / std::sqrt(std::max(wn, 1e-30)), it.rank, res.errors.size(),
+                                res.best);
+        std::fprintf(stderr, "  [%zu/%zu] %-34s %5lldx%-5lld %s %.1fs | %3.0f%% ETA %s\n", done_items, items.size(),
+                     what.c_str(), (long long)it.rows, (long long)it.cols, detail.c_str(), dt, 100 * frac,
+                     fmt_time(el / frac * (1 - frac)).c_str());
+      }
+    }
+    size_t c = 0;
+    for (size_t k = item_range[i].first; k < item_range[i].second; k++) {
+      const QuantItem& it = items[k];
+      if (it.rank == 0) continue;
+      w.write(it.lowrank_name('u'), comps[c].first.data(), comps[c].first.size());
+      w.write(it.lowrank_name('v'), comps[c].second.data(), comps[c].second.size());
+      c++;
+    }
+  }
+  w.finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const double nw = (double)n_weights;
+  std::printf("quantized %zu matrices (%.1fM weights) in %s%s\n", items.size(), nw / 1e6, fmt_time(secs).c_str(),
+              skipped ? fmt::format(", {} kept as they were", skipped).c_str() : "");
+  std::printf("  base:         %.3f bits/weight (%s)\n", base_bytes * 8 / nw, qtype_name((uint32_t)base_type));
+  if (milo)
+    std::printf("  compensators: %.3f bits/weight (%s)\n", comp_bytes * 8 / nw, qtype_name((uint32_t)comp_type));
+  std::printf("  effective:    %.3f bits/weight\n", (base_bytes + comp_bytes) * 8 / nw);
+  std::printf("  weight error: %.4f relative (Frobenius)%s\n", std::sqrt(err2_before / std::max(w2, 1e-30)),
+              milo ? fmt::format(", {:.4f} with compensators", std::sqrt(err2_after / std::max(w2, 1e-30)))
+                         .c_str()
+                   : "");
+  std::printf("  wrote %s\n", a.out.c_str());
+}
+
+}  // namespace
+
+void add_quantize(CLI::App& app) {
+  auto a = std::make_shared<QuantizeArgs>();
+  CLI::App* c = app.add_subcommand(
+      "quantize",
+      "Quantize a model's linear weights: RTN, HQQ or MiLo (HQQ plus low-rank compensators)");
+  c->add_option("-m,--model", a->model, "Source model (GGUF, any weight format)")->required()->check(CLI::ExistingFile);
+  c->add_option("-o,--out", a->out, "Output GGUF")->required();
+  c->add_option("--method", a->method, "rtn, hqq or milo")->capture_default_str();
+  c->add_option("--bits", a->bits, "Bits per weight code: 3 (groups of 64 or 128), 2 or 4 (groups of 64)")
+      ->capture_default_str();
+  c->add_option("--group", a->group, "Weights per scale/zero group along the input dimension")->capture_default_str();
+  c->add_option("--iters", a->iters, "MiLo: quantize/refit alternations at most (stops early when they stop helping)")
+      ->capture_default_str();
+  c->add_option("--rank-policy", a->policy, "MiLo: uniform, dense-sparse, kurtosis or frequency")
+      ->capture_default_str();
+  c->add_option("--dense-rank", a->dense_rank,
+                "MiLo: rank of attention / dense FFN / shared-expert compensators at width 4096 (scaled by width)")
+      ->capture_default_str();
+  c->add_option("--sparse-rank", a->sparse_rank, "MiLo: rank of routed-expert compensators at width 4096")
+      ->capture_default_str();
+  c->add_option("--kurtosis-shift", a->kurtosis_shift, "MiLo kurtosis policy: s in 2^(round(kurtosis)+s)")
+      ->capture_default_str();
+  c->add_option("--rank-budget", a->rank_budget,
+                "MiLo: effective bits/weight to fill (ranks scaled to fit); default base + 0.25; 0 = policy ranks as "
+                "they are");
+  c->add_option("--compensator-bits", a->compensator_bits, "MiLo: U, V storage: 3 (S3_32), 4 (Q4_0), 8 (Q8_0), 16 (F16)")
+      ->capture_default_str();
+  c->add_option("--moe-stats", a->moe_stats, "Routing counts for the frequency policy (stepq moe-stats --json)");
+  c->add_option("--tensors", a->tensors, "Only quantize tensors whose name fully matches this regex");
+  c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str();
+  c->add_flag("-q,--quiet", a->quiet, "No per-tensor progress");
+  c->callback([a] { do_quantize(*a); });
+}
+
+}  // namespace stepq::cli

@@ -1,0 +1,231 @@
+// AVX2 dot products of the HQ family and S3_32 (quant_blocks.h) against Q8_0 activations.
+// Compiled with -mavx2 -mfma -mf16c -mbmi2.
+//
+// Both are tile kernels (gemm_tiling.h): R weight rows × C tokens per call, vec_dot being the
+// 1×1 instance, each (row, token) pair running the same operations in every instance, so tile
+// outputs are bit-identical to vec_dot. Weight codes are unpacked once per tile into unsigned
+// bytes (32 per Q8_0 block of activations), activations prepared once per token. Integer core
+// as in quant_dot_avx2.cpp: _mm256_maddubs_epi16 (unsigned code × signed activation, pairs into
+// int16: at most 2·15·127, no saturation) then _mm256_madd_epi16 into int32 lanes.
+//
+// - HQ formats (w = (q − z)·d, groups of 64·m): per Q8_0 block j of the group, 8 int32 lanes of
+//   Σ q·a scaled by dx_j into a float vector bs; per token the same for Σ a gives bz; then
+//   acc += d·(bs − z·bz), lane-wise the reference's per-block formula.
+// - S3_32 (w = (q − 4)·d): Σ (q − 4)·a as madd(maddubs(q, a) − maddubs(4, a)), the second term
+//   once per token; acc += (d·dx)·isum per lane.
+//
+// Rules for this file (see CMakeLists.txt): everything but the registration function is in an
+// anonymous namespace, nothing allocates, no std:: templates.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/gemm_tiling.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quant_dispatch.h"
+
+namespace stepq {
+namespace {
+
+// An fp16 scale straight to 8 broadcast floats (a word broadcast from memory, one conversion).
+inline __m256 h2f_x8(uint16_t h) { return _mm256_cvtph_ps(_mm_set1_epi16((short)h)); }
+
+inline float hsum_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256i loadu256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+inline __m128i loadu128(const void* p) { return _mm_loadu_si128((const __m128i*)p); }
+
+// Σ u·s over 32 byte pairs (u unsigned, s signed) as 8 int32 lanes, converted to float.
+inline __m256 dot_us(__m256i u, __m256i s) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+// Bit e of 32 bits to byte e: 4 where set, 0 where clear. `v` holds the bits as bytes b..b+3
+// of both 128-bit lanes (a 32- or 64-bit broadcast), `b` says where.
+inline __m256i bits_to_fours(__m256i v, int b) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      v, _mm256_add_epi8(_mm256_set1_epi8((char)b), _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                                                      2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)));
+  const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(4));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Code unpacking: element i of a 64-element chunk to byte i of h[0] (i < 32) or h[1].
+
+struct Chunk { __m256i h[2]; };
+
+// 2-bit codes (HQ2, the low bits of HQ3): 128-bit lane k of h[0] is ql >> 2k, of h[1] ql >> 4 + 2k.
+inline Chunk codes2(const uint8_t* ql) {
+  const __m256i v = _mm256_broadcastsi128_si256(loadu128(ql));
+  const __m256i m3 = _mm256_set1_epi8(3);
+  return {{_mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2)), m3),
+           _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(4, 4, 4, 4, 6, 6, 6, 6)), m3)}};
+}
+inline Chunk codes3(const HQ3Chunk& c) {
+  long long hb;
+  std::memcpy(&hb, c.qh, 8);
+  const __m256i v = _mm256_set1_epi64x(hb);
+  Chunk q = codes2(c.ql);
+  q.h[0] = _mm256_or_si256(q.h[0], bits_to_fours(v, 0));
+  q.h[1] = _mm256_or_si256(q.h[1], bits_to_fours(v, 4));
+  return q;
+}
+inline Chunk codes4(const uint8_t* qs) {
+  const __m256i v = loadu256(qs), m4 = _mm256_set1_epi8(0x0F);
+  return {{_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)}};
+}
+
+struct HQ2_64Fmt {
+  using W = BlockHQ2_64;
+  static constexpr int kChunks = 1;
+  static Chunk codes(const W& x, int) { return codes2(x.ql); }
+};
+struct HQ3_64Fmt {
+  using W = BlockHQ3_64;
+  static constexpr int kChunks = 1;
+  static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct HQ3_128Fmt {
+  using W = BlockHQ3_128;
+  static constexpr int kChunks = 2;
+  static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct HQ4_64Fmt {
+  using W = BlockHQ4_64;
+  static constexpr int kChunks = 1;
+  static Chunk codes(const W& x, int) { return codes4(x.qs); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// HQ formats. Per (row, token) pair and weight block, in this order, over the block's Q8_0
+// blocks j: bs = j ? fma(dx_j, cvt(Σ_j q·a), bs) : dx_j·cvt(Σ_j q·a); then
+// acc = fma(d, fnma(z, bz, bs), acc), with bz built the same way from Σa once per token.
+
+template <class Fmt>
+struct HQTile {
+  using W = typename Fmt::W;
+  static constexpr int M = Fmt::kChunks;
+
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    const int64_t nb = n / (64 * M);
+    const W* x[R];
+    const BlockQ8_0* y[C];
+    for (int r = 0; r < R; r++) x[r] = (const W*)(w + r * ws);
+    for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc[R][C];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+      Chunk q[R][M];
+      __m256 d[R], z[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+#pragma GCC unroll 2
+        for (int k = 0; k < M; k++) q[r][k] = Fmt::codes(x[r][i], k);
+        d[r] = h2f_x8(x[r][i].d), z[r] = h2f_x8(x[r][i].z);
+      }
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) {
+        __m256 bs[R], bz;
+#pragma GCC unroll 4
+        for (int j = 0; j < 2 * M; j++) {
+          const BlockQ8_0& yj = y[c][i * 2 * M + j];
+          const __m256i aj = loadu256(yj.qs);
+          const __m256 dx = h2f_x8(yj.d);
+          const __m256 sa = dot_us(ones, aj);
+          bz = j == 0 ? _mm256_mul_ps(dx, sa) : _mm256_fmadd_ps(dx, sa, bz);
+#pragma GCC unroll 16
+          for (int r = 0; r < R; r++) {
+            const __m256 s = dot_us(q[r][j / 2].h[j % 2], aj);
+            bs[r] = j == 0 ? _mm256_mul_ps(dx, s) : _mm256_fmadd_ps(dx, s, bs[r]);
+          }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++)
+          acc[r][c] = _mm256_fmadd_ps(d[r], _mm256_fnmadd_ps(z[r], bz, bs[r]), acc[r][c]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) out[c * os + r] = hsum_ps(acc[r][c]);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// S3_32. Per (row, token) pair and block: acc = fma(d·dx, cvt(madd(maddubs(q, a) − maddubs(4, a))), acc).
+
+inline __m256i s3_codes(const BlockS3_32& x) {
+  long long l;
+  int h;
+  std::memcpy(&l, x.ql, 8);
+  std::memcpy(&h, x.qh, 4);
+  const __m256i lo = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(l), _mm256_setr_epi64x(0, 2, 4, 6)),
+                                      _mm256_set1_epi8(3));
+  return _mm256_or_si256(lo, bits_to_fours(_mm256_set1_epi32(h), 0));
+}
+
+struct S3Tile {
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    const int64_t nb = n / kQK;
+    const BlockS3_32* x[R];
+    const BlockQ8_0* y[C];
+    for (int r = 0; r < R; r++) x[r] = (const BlockS3_32*)(w + r * ws);
+    for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
+    const __m256i fours = _mm256_set1_epi8(4);
+    __m256 acc[R][C];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+      __m256i q[R];
+      __m256 dw[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) q[r] = s3_codes(x[r][i]), dw[r] = h2f_x8(x[r][i].d);
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) {
+        const __m256i ai = loadu256(y[c][i].qs);
+        const __m256i off = _mm256_maddubs_epi16(fours, ai);
+        const __m256 dx = h2f_x8(y[c][i].d);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+          const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[r], ai), off);
+          const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), s, acc[r][c]);
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) out[c * os + r] = hsum_ps(acc[r][c]);
+  }
+};
+
+}  // namespace
+
+void register_hq_kernels_avx2(DotTable& t) {
+  auto tiled = [&](QType q, VecDotFn f, VecDotTileFn g) {
+    t.vec_dot[(uint32_t)q] = f;
+    t.vec_dot_tile[(uint32_t)q] = g;
+  };
+  tiled(QType::HQ2_64, gemm_dot<HQTile<HQ2_64Fmt>>, gemm_tile<HQTile<HQ2_64Fmt>, 4, 4, 1>);
+  tiled(QType::HQ3_64, gemm_dot<HQTile<HQ3_64Fmt>>, gemm_tile<HQTile<HQ3_64Fmt>, 4, 4, 1>);
+  tiled(QType::HQ3_128, gemm_dot<HQTile<HQ3_128Fmt>>, gemm_tile<HQTile<HQ3_128Fmt>, 4, 4, 1>);
+  tiled(QType::HQ4_64, gemm_dot<HQTile<HQ4_64Fmt>>, gemm_tile<HQTile<HQ4_64Fmt>, 4, 4, 1>);
+  tiled(QType::S3_32, gemm_dot<S3Tile>, gemm_tile<S3Tile, 4, 4, 1>);
+}
+
+}  // namespace stepq

@@ -1,0 +1,316 @@
+// AVX-512 (F, BW, VL, DQ, VNNI) dot products of the HQ family and S3_32 (quant_blocks.h)
+// against Q8_0 activations. Compiled with the flags in CMakeLists.txt; registered over the AVX2
+// table (hq_dot_avx2.cpp).
+//
+// Both are tile kernels (gemm_tiling.h): R weight rows × C tokens per call, vec_dot being the
+// 1×1 instance, each (row, token) pair running the same operations in every instance, so tile
+// outputs are bit-identical to vec_dot. Weight codes are unpacked once per tile (or once per
+// call through packing) into 64 unsigned bytes, activations once per token; the integer core is
+// VNNI's _mm512_dpbusd_epi32 (unsigned codes × signed activations, 4 products per int32 lane).
+//
+// - HQ formats (w = (q − z)·d, groups of 64·m): per 64-element chunk, 16 int32 lanes of Σ q·a
+//   (lanes 0..7: the first Q8_0 block, 8..15: the second) scaled by [dx0 ×8 | dx1 ×8] into a
+//   per-block float vector bs; per token the same for Σ a gives bz (lane-wise, so bs − z·bz
+//   is per lane what the reference computes per block); then acc += d·(bs − z·bz). The sum of
+//   the lanes at the end is vec_dot_ref's value up to float rounding.
+// - S3_32 (w = (q − 4)·d, blocks of 32): two blocks per vector, Σ (q − 4)·a as
+//   dpbusd(−4·Σa, q, a) with −4·Σa once per token; acc += (d·dx)·isum per lane.
+//
+// Everything except the registration function is in an anonymous namespace; nothing allocates.
+// GCC 12's AVX-512 intrinsics seed unused lanes with a self-initialised "undefined" vector and
+// then warn about it (GCC bug 105593, fixed in GCC 13): silence only that, only here.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/cpu/gemm_tiling.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quant_dispatch.h"
+
+namespace stepq {
+namespace {
+
+// fp16 scales straight to broadcast floats (a word broadcast from memory and one conversion).
+inline __m512 h2f_x16(uint16_t h) { return _mm512_cvtph_ps(_mm256_set1_epi16((short)h)); }
+// [h0 ×8 | h1 ×8]
+inline __m512 h2f_x8x8(uint16_t h0, uint16_t h1) {
+  return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0)), _mm_set1_epi16((short)h1), 1));
+}
+
+inline __m256i loadu256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+inline __m128i loadu128(const void* p) { return _mm_loadu_si128((const __m128i*)p); }
+
+inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
+
+// ---------------------------------------------------------------------------------------------
+// Code unpacking: element i of a 64-element chunk to byte i.
+
+// 2-bit codes (HQ2, the low bits of HQ3): 128-bit lane k of the result is ql >> 2k.
+inline __m512i codes2(const uint8_t* ql) {
+  const __m512i v = _mm512_broadcast_i32x4(loadu128(ql));
+  return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0)), _mm512_set1_epi8(3));
+}
+// 3-bit: the 64 third bits are a byte mask as they are.
+inline __m512i codes3(const HQ3Chunk& c) {
+  uint64_t hb;
+  std::memcpy(&hb, c.qh, 8);
+  const __m512i lo = codes2(c.ql);
+  return _mm512_mask_add_epi8(lo, (__mmask64)hb, lo, _mm512_set1_epi8(4));
+}
+// 4-bit: [qs & 15 | qs >> 4].
+inline __m512i codes4(const uint8_t* qs) {
+  const __m512i v = _mm512_broadcast_i64x4(loadu256(qs));
+  return _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4), _mm512_set1_epi8(0x0F));
+}
+
+struct HQ2_64Fmt {
+  using W = BlockHQ2_64;
+  static constexpr int kChunks = 1;
+  static __m512i codes(const W& x, int) { return codes2(x.ql); }
+};
+struct HQ3_64Fmt {
+  using W = BlockHQ3_64;
+  static constexpr int kChunks = 1;
+  static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct HQ3_128Fmt {
+  using W = BlockHQ3_128;
+  static constexpr int kChunks = 2;
+  static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct HQ4_64Fmt {
+  using W = BlockHQ4_64;
+  static constexpr int kChunks = 1;
+  static __m512i codes(const W& x, int) { return codes4(x.qs); }
+};
+
+// ---------------------------------------------------------------------------------------------
+// HQ formats. Per (row, token) pair and weight block, in this order:
+//   for each chunk k: s = cvt(dpbusd(0, q_k, a_k)); bs = k ? fma(dx_k, s, bs) : dx_k·s
+//   acc = fma(d, fnma(z, bz, bs), acc)
+// with bz built the same way from Σa (once per token and block); one accumulator per pair,
+// its lanes summed at the end.
+
+template <class Fmt>
+struct HQTile {
+  using W = typename Fmt::W;
+  static constexpr int M = Fmt::kChunks;
+  struct Packed { __m512i q[M]; };  // one block of one row: the codes of its chunks
+  static constexpr int kUnit = 64 * M;
+
+  STEPQ_ALWAYS_INLINE static void pack(const uint8_t* row, int64_t i, Packed& p) {
+    const W& x = ((const W*)row)[i];
+#pragma GCC unroll 2
+    for (int k = 0; k < M; k++) p.q[k] = Fmt::codes(x, k);
+  }
+
+  // `codes(x, i, q)` supplies the chunk codes of block i of every row, unpacked here or packed.
+  template <int R, int C, class Codes>
+  STEPQ_ALWAYS_INLINE static void dot(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out,
+                                      int64_t os, Codes codes) {
+    const int64_t nb = n / kUnit;
+    const W* x[R];
+    const BlockQ8_0* y[C];
+    for (int r = 0; r < R; r++) x[r] = (const W*)(w + r * ws);
+    for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512 acc[R][C];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+      __m512i q[R][M];
+      __m512 d[R], z[R];
+      codes(x, i, q);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) d[r] = h2f_x16(x[r][i].d), z[r] = h2f_x16(x[r][i].z);
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) {
+        __m512 bs[R], bz;
+#pragma GCC unroll 2
+        for (int k = 0; k < M; k++) {
+          const BlockQ8_0* yk = y[c] + (i * M + k) * 2;
+          const __m512i ak = join256(loadu256(yk[0].qs), loadu256(yk[1].qs));
+          const __m512 dx = h2f_x8x8(yk[0].d, yk[1].d);
+          const __m512 sa = _mm512_cvtepi32_ps(dpbusd(_mm512_setzero_si512(), ones, ak));
+          bz = k == 0 ? _mm512_mul_ps(dx, sa) : _mm512_fmadd_ps(dx, sa, bz);
+#pragma GCC unroll 16
+          for (int r = 0; r < R; r++) {
+            const __m512 s = _mm512_cvtepi32_ps(dpbusd(_mm512_setzero_si512(), q[r][k], ak));
+            bs[r] = k == 0 ? _mm512_mul_ps(dx, s) : _mm512_fmadd_ps(dx, s, bs[r]);
+          }
+        }
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++)
+          acc[r][c] = _mm512_fmadd_ps(d[r], _mm512_fnmadd_ps(z[r], bz, bs[r]), acc[r][c]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) out[c * os + r] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+
+  template <int R>
+  struct Unpacked {
+    STEPQ_ALWAYS_INLINE void operator()(const W* const (&x)[R], int64_t i, __m512i (&q)[R][M]) const {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int k = 0; k < M; k++) q[r][k] = Fmt::codes(x[r][i], k);
+    }
+  };
+  template <int R>
+  struct FromPacked {  // p[i·R + r]: block i of row r
+    const Packed* p;
+    STEPQ_ALWAYS_INLINE void operator()(const W* const (&)[R], int64_t i, __m512i (&q)[R][M]) const {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int k = 0; k < M; k++) q[r][k] = p[i * R + r].q[k];
+    }
+  };
+
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    dot<R, C>(n, w, ws, a, as, out, os, Unpacked<R>{});
+  }
+  template <int R, int C>
+  static void run_packed(int64_t n, const uint8_t* w, size_t ws, const Packed* p, const uint8_t* a, size_t as,
+                         float* out, int64_t os) {
+    dot<R, C>(n, w, ws, a, as, out, os, FromPacked<R>{p});
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// S3_32, two blocks per vector. Per (row, token) pair and block pair:
+//   acc = fma([d0 ×8 | d1 ×8]·[dx0 ×8 | dx1 ×8], cvt(dpbusd(−4·Σa, q, a)), acc)
+// and an odd last block the same with the upper halves zero.
+
+// Codes of blocks x0, x1 as [x0's 32 | x1's 32]: 64-bit lane k of each half is ql >> 2k.
+inline __m512i s3_codes2(const BlockS3_32& x0, const BlockS3_32& x1) {
+  long long l0, l1;
+  uint32_t h0, h1;
+  std::memcpy(&l0, x0.ql, 8);
+  std::memcpy(&l1, x1.ql, 8);
+  std::memcpy(&h0, x0.qh, 4);
+  std::memcpy(&h1, x1.qh, 4);
+  const __m512i v = join256(_mm256_set1_epi64x(l0), _mm256_set1_epi64x(l1));
+  const __m512i lo = _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0)), _mm512_set1_epi8(3));
+  return _mm512_mask_add_epi8(lo, (__mmask64)h0 | ((__mmask64)h1 << 32), lo, _mm512_set1_epi8(4));
+}
+
+struct S3Tile {
+  struct Packed {  // blocks 2u, 2u+1 of one row
+    __m512i q;
+    __m512 d;  // [d0 ×8 | d1 ×8]
+  };
+  static constexpr int kUnit = 2 * kQK;
+
+  STEPQ_ALWAYS_INLINE static void pack(const uint8_t* row, int64_t u, Packed& p) {
+    const BlockS3_32* x = (const BlockS3_32*)row + 2 * u;
+    p.q = s3_codes2(x[0], x[1]);
+    p.d = h2f_x8x8(x[0].d, x[1].d);
+  }
+
+  // acc[r][c] += the pair's terms for blocks j and j + 1 (or j alone when `single`).
+  template <int R, int C>
+  STEPQ_ALWAYS_INLINE static void step(const __m512i (&q)[R], const __m512 (&dw)[R], const BlockQ8_0* const (&y)[C],
+                                       int64_t j, bool single, __m512 (&acc)[R][C]) {
+#pragma GCC unroll 16
+    for (int c = 0; c < C; c++) {
+      const BlockQ8_0* yj = y[c] + j;
+      const __m512i aj = single ? _mm512_zextsi256_si512(loadu256(yj[0].qs)) : join256(loadu256(yj[0].qs), loadu256(yj[1].qs));
+      const __m512 dx = h2f_x8x8(yj[0].d, single ? 0 : yj[1].d);
+      const __m512i base = _mm512_sub_epi32(_mm512_setzero_si512(), dpbusd(_mm512_setzero_si512(), _mm512_set1_epi8(4), aj));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+        acc[r][c] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], dx), _mm512_cvtepi32_ps(dpbusd(base, q[r], aj)), acc[r][c]);
+    }
+  }
+
+  // `pair(x, j, q, dw)` supplies the codes and scales of blocks j, j + 1 of every row.
+  template <int R, int C, class Pair>
+  STEPQ_ALWAYS_INLINE static void dot(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out,
+                                      int64_t os, Pair pair) {
+    const int64_t nb = n / kQK;
+    const BlockS3_32* x[R];
+    const BlockQ8_0* y[C];
+    for (int r = 0; r < R; r++) x[r] = (const BlockS3_32*)(w + r * ws);
+    for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
+    __m512 acc[R][C];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= nb; j += 2) {
+      __m512i q[R];
+      __m512 dw[R];
+      pair(x, j, q, dw);
+      step<R, C>(q, dw, y, j, false, acc);
+    }
+    if (j < nb) {
+      __m512i q[R];
+      __m512 dw[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) q[r] = s3_codes2(x[r][j], x[r][j]), dw[r] = h2f_x8x8(x[r][j].d, 0);
+      step<R, C>(q, dw, y, j, true, acc);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 16
+      for (int c = 0; c < C; c++) out[c * os + r] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+
+  template <int R>
+  struct Unpacked {
+    STEPQ_ALWAYS_INLINE void operator()(const BlockS3_32* const (&x)[R], int64_t j, __m512i (&q)[R],
+                                        __m512 (&dw)[R]) const {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) q[r] = s3_codes2(x[r][j], x[r][j + 1]), dw[r] = h2f_x8x8(x[r][j].d, x[r][j + 1].d);
+    }
+  };
+  template <int R>
+  struct FromPacked {  // p[u·R + r]: block pair u of row r
+    const Packed* p;
+    STEPQ_ALWAYS_INLINE void operator()(const BlockS3_32* const (&)[R], int64_t j, __m512i (&q)[R],
+                                        __m512 (&dw)[R]) const {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) q[r] = p[(j / 2) * R + r].q, dw[r] = p[(j / 2) * R + r].d;
+    }
+  };
+
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    dot<R, C>(n, w, ws, a, as, out, os, Unpacked<R>{});
+  }
+  template <int R, int C>
+  static void run_packed(int64_t n, const uint8_t* w, size_t ws, const Packed* p, const uint8_t* a, size_t as,
+                         float* out, int64_t os) {
+    dot<R, C>(n, w, ws, a, as, out, os, FromPacked<R>{p});
+  }
+};
+
+}  // namespace
+
+void register_hq_kernels_avx512(DotTable& t) {
+  auto tiled = [&](QType q, VecDotFn f, VecDotTileFn g) {
+    t.vec_dot[(uint32_t)q] = f;
+    t.vec_dot_tile[(uint32_t)q] = g;
+  };
+  tiled(QType::HQ2_64, gemm_dot<HQTile<HQ2_64Fmt>>, gemm_tile<HQTile<HQ2_64Fmt>, 4, 4, 1>);
+  tiled(QType::HQ3_64, gemm_dot<HQTile<HQ3_64Fmt>>, gemm_tile<HQTile<HQ3_64Fmt>, 4, 4, 1>);
+  tiled(QType::HQ3_128, gemm_dot<HQTile<HQ3_128Fmt>>, gemm_tile<HQTile<HQ3_128Fmt>, 4, 4, 1>);
+  tiled(QType::HQ4_64, gemm_dot<HQTile<HQ4_64Fmt>>, gemm_tile<HQTile<HQ4_64Fmt>, 4, 4, 1>);
+  tiled(QType::S3_32, gemm_dot<S3Tile>, gemm_tile<S3Tile, 4, 4, 1>);
+}
+
+}  // namespace stepq

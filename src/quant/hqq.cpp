@@ -1,0 +1,103 @@
+#include "quant/hqq.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/cpu_features.h"
+#include "base/error.h"
+#include "base/fp16.h"
+#include "base/thread_pool.h"
+#include "quant/hqq_kernels.h"
+#include "quant/hqq_simd.h"
+
+namespace stepq {
+
+QType hq_type(int bits, int group) {
+  if (bits == 2 && group == 64) return QType::HQ2_64;
+  if (bits == 3 && group == 64) return QType::HQ3_64;
+  if (bits == 3 && group == 128) return QType::HQ3_128;
+  if (bits == 4 && group == 64) return QType::HQ4_64;
+  fail("no packed format for {} bits with groups of {}; supported: --bits 3 --group 64|128, --bits 2|4 --group 64",
+       bits, group);
+}
+
+namespace {
+double step_scalar(const float* w, int64_t G, float max_v, float s, float* z, float inv_beta, float p) {
+  return hqq_proximal_step(w, G, max_v, s, z, inv_beta, p);
+}
+HqqStepFn pick_step() { return active_isa() >= Isa::Avx512 ? hqq_step_avx512() : step_scalar; }
+}  // namespace
+
+GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqParams& p, ThreadPool& pool) {
+  static const HqqStepFn step = pick_step();
+  if (p.bits < 1 || p.bits > 8) fail("hqq: bits must be 1..8, got {}", p.bits);
+  if (p.group <= 0 || cols % p.group != 0) fail("hqq: row length {} is not a multiple of the group {}", cols, p.group);
+  const int64_t G = p.group, n_groups = rows * cols / G;
+  const float max_v = (float)((1 << p.bits) - 1);
+
+  GroupQuant q;
+  q.rows = rows;
+  q.cols = cols;
+  q.bits = p.bits;
+  q.group = p.group;
+  q.codes.resize((size_t)(rows * cols));
+  q.d.resize((size_t)n_groups);
+  q.z.resize((size_t)n_groups);
+
+  // Per group: the float32 scale s and zero z of the reference (s is inverted only when stored).
+  std::vector<float> scale((size_t)n_groups), zero((size_t)n_groups);
+  std::vector<double> err((size_t)n_groups);
+  const int64_t grain = std::max<int64_t>(1, 16384 / G);
+  pool.parallel_for(n_groups, grain, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) hqq_init_group(W + g * G, G, max_v, &scale[g], &zero[g]);
+  });
+
+  if (p.optimize) {
+    double beta = p.beta, best = 1e4;
+    for (int it = 0; it < p.iters; it++) {
+      const float inv_beta = (float)(1.0 / beta);
+      pool.parallel_for(n_groups, grain, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; g++)
+          err[g] = step(W + g * G, G, max_v, scale[g], &zero[g], inv_beta, p.lp_norm);
+      });
+      beta *= p.kappa;
+      double total = 0;
+      for (double e : err) total += e;
+      const double mean = total / (double)(rows * cols);
+      q.iterations = it + 1;
+      q.mean_abs_error = mean;
+      if (mean < best) best = mean;
+      else break;  // the zero points of this step are kept, as in the reference
+    }
+  }
+
+  pool.parallel_for(n_groups, grain, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+      hqq_codes(W + g * G, G, max_v, scale[g], zero[g], q.codes.data() + g * G);
+      q.d[g] = fp16_to_fp32(fp32_to_fp16(1.0f / scale[g]));
+      q.z[g] = fp16_to_fp32(fp32_to_fp16(zero[g]));
+    }
+  });
+  return q;
+}
+
+void hqq_dequantize(const GroupQuant& q, float* dst) {
+  const int64_t G = q.group;
+  for (int64_t g = 0; g < (int64_t)q.d.size(); g++) {
+    const float d = q.d[g], z = q.z[g];
+    for (int64_t i = 0; i < G; i++) dst[g * G + i] = ((float)q.codes[g * G + i] - z) * d;
+  }
+}
+
+std::vector<uint8_t> hqq_pack(const GroupQuant& q) {
+  const QType t = hq_type(q.bits, q.group);
+  const size_t rb = row_bytes(t, q.cols);
+  std::vector<uint8_t> out(rb * (size_t)q.rows);
+  const int64_t gpr = q.cols / q.group;
+  for (int64_t r = 0; r < q.rows; r++)
+    hq_pack_row(t, q.codes.data() + r * q.cols, q.d.data() + r * gpr, q.z.data() + r * gpr, q.cols,
+                out.data() + rb * (size_t)r);
+  return out;
+}
+
+}  // namespace stepq

@@ -1,0 +1,58 @@
+// Calibration-free weight quantization: round-to-nearest (RTN) and HQQ (Badri & Shaji 2023), the
+// base quantizer of MiLo (DESIGN.md §4).
+//
+// Both are asymmetric with groups of `group` consecutive weights along a row (the input dimension,
+// the reference's axis = 1): a group's codes are q = clamp(round(w·s + z), 0, 2^bits − 1) and its
+// weights come back as (q − z)/s. The scale starts from the group's min/max, s = (2^bits − 1)/(max − min)
+// (at most 2e4), z = −min·s. RTN stops there. HQQ then fits the zero points by the half-quadratic
+// proximal loop of the reference (`optimize_weights_proximal_legacy`):
+//   q = clamp(round(w·s + z)),  w_r = (q − z)/s,  w_e = shrink_p(w − w_r, β),
+//   z = mean over the group of (q − (w − w_e)·s),  β ← κ·β,
+// stopping when the mean |w − w_r| of the whole tensor stops falling (the zero point of that last
+// step is kept), with shrink_p(x) = sign(x)·max(|x| − |x|^(p−1)/β, 0), p = 0.7, β = 10, κ = 1.01,
+// at most 20 iterations. Arithmetic is float32 as the reference runs on a CPU; tools/hqq_reference.py
+// is the numpy port the tests compare against. The stored group scale is d = fp16(1/s) and the zero
+// fp16(z); codes are computed with the float32 s and z, as the reference does.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/quant_types.h"
+
+namespace stepq {
+
+class ThreadPool;
+
+struct HqqParams {
+  int bits = 3;
+  int group = 64;
+  bool optimize = true;  // false: RTN
+  float lp_norm = 0.7f, beta = 10.0f, kappa = 1.01f;
+  int iters = 20;
+};
+
+// A quantized (rows × cols) matrix before packing: one code per weight, d and z per group
+// (already rounded to fp16 values, as stored).
+struct GroupQuant {
+  int64_t rows = 0, cols = 0;
+  int bits = 3, group = 64;
+  std::vector<uint8_t> codes;  // rows·cols
+  std::vector<float> d, z;     // rows·cols/group
+  int iterations = 0;          // proximal steps run (0 for RTN)
+  double mean_abs_error = 0;   // mean |w − w_r| of the last step (HQQ), for logs
+};
+
+// Quantizes row-major W (rows × cols, cols a multiple of p.group), rows in parallel on `pool`.
+GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqParams& p, ThreadPool& pool);
+
+// dst (rows × cols) = the weights the codes stand for: (q − z)·d in float32, as the kernels see them.
+void hqq_dequantize(const GroupQuant& q, float* dst);
+
+// The packed weight format for (bits, group): HQ2_64, HQ3_64, HQ3_128 or HQ4_64; fails with the
+// supported combinations otherwise.
+QType hq_type(int bits, int group);
+
+// Packs q into rows of hq_type(q.bits, q.group) (rows · row_bytes bytes).
+std::vector<uint8_t> hqq_pack(const GroupQuant& q);
+
+}  // namespace stepq

@@ -1,0 +1,102 @@
+#include "quant/lowrank.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "base/error.h"
+
+namespace stepq {
+
+namespace {
+
+// Replaces row-major Y (m × n, m ≥ n) by an orthonormal basis of its column space.
+void orthonormalize(std::vector<float>& Y, int64_t m, int64_t n) {
+  std::vector<float> tau((size_t)n);
+  int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)n, Y.data(), (lapack_int)n, tau.data());
+  if (info != 0) fail("low-rank fit: QR factorisation failed (LAPACK sgeqrf info {})", info);
+  info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)n, (lapack_int)n, Y.data(), (lapack_int)n,
+                        tau.data());
+  if (info != 0) fail("low-rank fit: QR factorisation failed (LAPACK sorgqr info {})", info);
+}
+
+}  // namespace
+
+void set_blas_threads(int n) { openblas_set_num_threads(std::max(1, n)); }
+
+LowRank truncated_svd(const float* R, int64_t rows, int64_t cols, int rank, const SvdParams& p, const LowRank* warm) {
+  LowRank lr;
+  lr.rows = rows;
+  lr.cols = cols;
+  const int64_t kmax = std::min(rows, cols);
+  const int64_t k = std::min<int64_t>(rank, kmax);
+  if (k <= 0) return lr;
+  const int64_t l = std::min<int64_t>(k + std::max(0, p.oversample), kmax);
+
+  // The sketch's starting directions (cols × l): the warm factors' row space, then random columns.
+  std::vector<float> omega((size_t)(cols * l));
+  std::mt19937_64 rng(p.seed);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  int64_t from_warm = 0;
+  if (warm && warm->cols == cols && warm->rank > 0) from_warm = std::min<int64_t>(warm->rank, l);
+  for (int64_t c = 0; c < cols; c++)
+    for (int64_t j = 0; j < l; j++)
+      omega[(size_t)(c * l + j)] = j < from_warm ? warm->V[(size_t)(j * cols + c)] : gauss(rng);
+
+  std::vector<float> Y((size_t)(rows * l)), Z((size_t)(cols * l));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)l, (int)cols, 1.0f, R, (int)cols,
+              omega.data(), (int)l, 0.0f, Y.data(), (int)l);
+  const int q = from_warm > 0 ? std::min(p.power_iters, 1) : p.power_iters;
+  for (int it = 0; it < q; it++) {
+    orthonormalize(Y, rows, l);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cols, (int)l, (int)rows, 1.0f, R, (int)cols, Y.data(),
+                (int)l, 0.0f, Z.data(), (int)l);
+    orthonormalize(Z, cols, l);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)l, (int)cols, 1.0f, R, (int)cols,
+                Z.data(), (int)l, 0.0f, Y.data(), (int)l);
+  }
+  orthonormalize(Y, rows, l);  // Q
+
+  // B = Qᵀ R (l × cols), then its exact SVD.
+  std::vector<float> B((size_t)(l * cols));
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l, (int)cols, (int)rows, 1.0f, Y.data(), (int)l, R,
+              (int)cols, 0.0f, B.data(), (int)cols);
+  std::vector<float> S((size_t)l), Ub((size_t)(l * l)), Vt((size_t)(l * cols));
+  const int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)l, (lapack_int)cols, B.data(), (lapack_int)cols,
+                                  S.data(), Ub.data(), (lapack_int)l, Vt.data(), (lapack_int)cols);
+  if (info != 0) fail("low-rank fit: SVD did not converge (LAPACK sgesdd info {})", info);
+
+  lr.rank = (int)k;
+  lr.U.resize((size_t)(rows * k));
+  lr.V.resize((size_t)(k * cols));
+  // U = Q · Ub[:, :k] · √S, V = √S · Vt[:k, :].
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)k, (int)l, 1.0f, Y.data(), (int)l, Ub.data(),
+              (int)l, 0.0f, lr.U.data(), (int)k);
+  for (int64_t j = 0; j < k; j++) {
+    const float s = std::sqrt(std::max(S[(size_t)j], 0.0f));
+    for (int64_t r = 0; r < rows; r++) lr.U[(size_t)(r * k + j)] *= s;
+    for (int64_t c = 0; c < cols; c++) lr.V[(size_t)(j * cols + c)] = Vt[(size_t)(j * cols + c)] * s;
+  }
+  return lr;
+}
+
+void subtract_lowrank(const float* A, const LowRank& lr, float* out) {
+  const size_t n = (size_t)(lr.rows * lr.cols);
+  if (out != A) std::copy(A, A + n, out);
+  if (lr.rank == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lr.rows, (int)lr.cols, lr.rank, -1.0f, lr.U.data(),
+              lr.rank, lr.V.data(), (int)lr.cols, 1.0f, out, (int)lr.cols);
+}
+
+double residual_norm(const float* A, const LowRank& lr) {
+  std::vector<float> tmp((size_t)(lr.rows * lr.cols));
+  subtract_lowrank(A, lr, tmp.data());
+  double s = 0;
+  for (float v : tmp) s += (double)v * v;
+  return std::sqrt(s);
+}
+
+}  // namespace stepq

@@ -1,0 +1,296 @@
+// The HQ weight formats and S3_32 (quant_types.h, quant_blocks.h) beyond what the generic
+// format tests (quant_test.cpp, gemm_test.cpp, matmul_test.cpp) cover:
+//
+// - hq_pack_row → dequantize_row gives (code − fp16(z))·fp16(d) exactly, and the bytes follow
+//   the documented layout; codes that do not fit are refused.
+// - quantize_weight_row (F16, Q4_0, Q8_0, S3_32): within half a step of the input (a step at
+//   the clamped end), Q4_0 / S3_32 bytes equal a straightforward re-implementation of ggml's
+//   reference rule; other types are refused.
+// - matmul over HQ Linears against the dequantized weights.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fp16.h"
+#include "base/thread_pool.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quant_types.h"
+#include "quant_test_util.h"
+
+namespace stepq {
+namespace {
+
+const QType kHQTypes[] = {QType::HQ2_64, QType::HQ3_64, QType::HQ3_128, QType::HQ4_64};
+
+float f16v(float v) { return fp16_to_fp32(fp32_to_fp16(v)); }
+
+struct Packed {
+  std::vector<uint8_t> codes, bytes;
+  std::vector<float> d, z;
+};
+
+Packed random_packed(QType t, int64_t n, std::mt19937& rng) {
+  const int bits = test::hq_bits(t), bs = qtype_info(t).block_size;
+  Packed p;
+  std::uniform_int_distribution<int> code(0, (1 << bits) - 1);
+  std::uniform_real_distribution<float> zero(-0.5f, (float)(1 << bits) - 0.5f), scale(-0.05f, 0.05f);
+  for (int64_t i = 0; i < n; i++) p.codes.push_back((uint8_t)code(rng));
+  for (int64_t g = 0; g < n / bs; g++) p.d.push_back(scale(rng)), p.z.push_back(zero(rng));
+  p.bytes.assign(row_bytes(t, n), 0xA5);  // packing must not depend on what was there
+  hq_pack_row(t, p.codes.data(), p.d.data(), p.z.data(), n, p.bytes.data());
+  return p;
+}
+
+TEST(HqTypes, PackThenDequantizeIsExact) {
+  std::mt19937 rng(11);
+  for (QType t : kHQTypes) {
+    const int bs = qtype_info(t).block_size;
+    for (int64_t n : {64, 128, 640, 896, 1024, 4864}) {
+      if (n % bs) continue;
+      const Packed p = random_packed(t, n, rng);
+      std::vector<float> y(n);
+      dequantize_row(t, p.bytes.data(), y.data(), n);
+      for (int64_t i = 0; i < n; i++) {
+        const float want = ((float)p.codes[i] - f16v(p.z[i / bs])) * f16v(p.d[i / bs]);
+        ASSERT_EQ(y[i], want) << qtype_name((uint32_t)t) << " n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
+// The bytes themselves, read by the index formulas of quant_blocks.h.
+TEST(HqTypes, PackedBytesFollowLayout) {
+  std::mt19937 rng(12);
+  for (QType t : kHQTypes) {
+    const int bs = qtype_info(t).block_size, ts = qtype_info(t).type_size;
+    const int64_t n = 3 * bs;
+    const Packed p = random_packed(t, n, rng);
+    for (int64_t g = 0; g < n / bs; g++) {
+      const uint8_t* b = p.bytes.data() + g * ts;
+      uint16_t d16, z16;
+      std::memcpy(&d16, b, 2);
+      std::memcpy(&z16, b + 2, 2);
+      EXPECT_EQ(d16, fp32_to_fp16(p.d[g]));
+      EXPECT_EQ(z16, fp32_to_fp16(p.z[g]));
+      for (int i = 0; i < bs; i++) {
+        int q;
+        if (t == QType::HQ2_64) {
+          q = (b[4 + i % 16] >> (2 * (i / 16))) & 3;
+        } else if (t == QType::HQ4_64) {
+          q = (b[4 + i % 32] >> (4 * (i / 32))) & 15;
+        } else {  // 24-byte chunks: ql[16], qh[8] (a little-endian uint64, bit e = third bit of e)
+          const uint8_t* c = b + 4 + 24 * (i / 64);
+          const int e = i % 64;
+          uint64_t qh;
+          std::memcpy(&qh, c + 16, 8);
+          q = ((c[e % 16] >> (2 * (e / 16))) & 3) | (int)((qh >> e) & 1) << 2;
+        }
+        ASSERT_EQ(q, p.codes[g * bs + i]) << qtype_name((uint32_t)t) << " block " << g << " element " << i;
+      }
+    }
+  }
+}
+
+TEST(HqTypes, PackRefusesBadCodesAndTypes) {
+  std::vector<uint8_t> codes(128, 1), out(256);
+  std::vector<float> d(2, 0.01f), z(2, 1.0f);
+  for (QType t : kHQTypes) {
+    const int bits = test::hq_bits(t);
+    std::vector<uint8_t> bad = codes;
+    bad[77] = (uint8_t)(1 << bits);
+    EXPECT_THROW(hq_pack_row(t, bad.data(), d.data(), z.data(), 128, out.data()), Error) << qtype_name((uint32_t)t);
+    bad[77] = 255;
+    EXPECT_THROW(hq_pack_row(t, bad.data(), d.data(), z.data(), 128, out.data()), Error) << qtype_name((uint32_t)t);
+    EXPECT_NO_THROW(hq_pack_row(t, codes.data(), d.data(), z.data(), 128, out.data()));
+  }
+  EXPECT_THROW(hq_pack_row(QType::HQ3_64, codes.data(), d.data(), z.data(), 96, out.data()), Error);  // not whole blocks
+  EXPECT_THROW(hq_pack_row(QType::Q4_0, codes.data(), d.data(), z.data(), 64, out.data()), Error);
+  EXPECT_THROW(hq_pack_row(QType::S3_32, codes.data(), d.data(), z.data(), 64, out.data()), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// quantize_weight_row
+
+// ggml's quantize_row_q4_0_ref, written out again: max = the (first) element of largest |x|,
+// d = max / −8, q = min(15, (int8)(x/d + 8.5)), byte j = q_j | q_{j+16} << 4.
+std::vector<uint8_t> q4_0_bytes(const std::vector<float>& x) {
+  std::vector<uint8_t> out;
+  for (size_t b = 0; b < x.size() / 32; b++) {
+    const float* v = &x[32 * b];
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+      if (amax < std::fabs(v[j])) amax = std::fabs(v[j]), max = v[j];
+    const float d = max / -8;
+    const float id = d ? 1.0f / d : 0.0f;
+    const uint16_t d16 = fp32_to_fp16(d);
+    out.push_back((uint8_t)(d16 & 0xFF));
+    out.push_back((uint8_t)(d16 >> 8));
+    for (int j = 0; j < 16; j++) {
+      const int8_t lo = (int8_t)(v[j] * id + 8.5f), hi = (int8_t)(v[j + 16] * id + 8.5f);
+      out.push_back((uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4));
+    }
+  }
+  return out;
+}
+
+// The same rule with 3 bits (d = max / −4, q = min(7, (int)(x/d + 4.5))) in S3_32's layout.
+std::vector<uint8_t> s3_32_bytes(const std::vector<float>& x) {
+  std::vector<uint8_t> out;
+  for (size_t b = 0; b < x.size() / 32; b++) {
+    const float* v = &x[32 * b];
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++)
+      if (amax < std::fabs(v[j])) amax = std::fabs(v[j]), max = v[j];
+    const float d = max / -4;
+    const float id = d ? 1.0f / d : 0.0f;
+    uint8_t blk[14] = {};
+    const uint16_t d16 = fp32_to_fp16(d);
+    std::memcpy(blk, &d16, 2);
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; j++) {
+      int q = (int)(v[j] * id + 4.5f);
+      q = q < 7 ? q : 7;
+      blk[2 + j % 8] |= (uint8_t)((q & 3) << (2 * (j / 8)));
+      qh |= (uint32_t)(q >> 2) << j;
+    }
+    std::memcpy(blk + 10, &qh, 4);
+    out.insert(out.end(), blk, blk + 14);
+  }
+  return out;
+}
+
+std::vector<float> weight_like(int64_t n, std::mt19937& rng, int variant) {
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = normal(rng);
+  if (variant == 1)  // an all-zero block and a block whose extremes tie in magnitude
+    for (int j = 0; j < 32; j++) x[j] = 0.0f, x[32 + j] = j % 2 ? 0.05f : -0.05f;
+  if (variant == 2)  // outliers
+    for (int64_t i = 0; i < n; i += 37) x[i] *= 30.0f;
+  return x;
+}
+
+TEST(HqTypes, QuantizeWeightRowWithinHalfAStep) {
+  std::mt19937 rng(21);
+  for (QType t : {QType::Q4_0, QType::Q8_0, QType::S3_32, QType::F16}) {
+    for (int64_t n : {32, 96, 640, 896}) {
+      for (int variant = 0; variant < 3; variant++) {
+        if (variant == 1 && n < 64) continue;
+        const std::vector<float> x = weight_like(n, rng, variant);
+        std::vector<uint8_t> q(row_bytes(t, n));
+        quantize_weight_row(t, x.data(), q.data(), n);
+        std::vector<float> y(n);
+        dequantize_row(t, q.data(), y.data(), n);
+        const std::string what = std::string(qtype_name((uint32_t)t)) + " n=" + std::to_string(n) + " variant " +
+                                 std::to_string(variant);
+        if (t == QType::F16) {
+          for (int64_t i = 0; i < n; i++) ASSERT_EQ(y[i], f16v(x[i])) << what;
+          continue;
+        }
+        const int top = t == QType::Q4_0 ? 15 : t == QType::S3_32 ? 7 : 127;
+        for (int64_t b = 0; b < n / 32; b++) {
+          uint16_t d16;
+          std::memcpy(&d16, &q[(size_t)b * qtype_info(t).type_size], 2);
+          const double step = std::fabs((double)fp16_to_fp32(d16));
+          float amax = 0;
+          for (int j = 0; j < 32; j++) amax = std::fmax(amax, std::fabs(x[32 * b + j]));
+          for (int j = 0; j < 32; j++) {
+            const int64_t i = 32 * b + j;
+            // Half a step, plus what rounding d to fp16 moves the grid (at most top codes × the
+            // fp16 rounding of d), plus float slack. The symmetric 3/4-bit rules clamp the
+            // far end (an element of the opposite sign to max, up to |max|) to the top code:
+            // up to a whole step there.
+            const double code = std::round((double)y[i] / (step ? step : 1.0));
+            const bool clamped = t != QType::Q8_0 && step > 0 && std::fabs(code) == top - (top + 1) / 2;
+            const double tol = (clamped ? 1.0 : 0.5) * step + (top + 1) * step * 0x1p-11 + 1e-6 * amax;
+            ASSERT_NEAR(y[i], x[i], tol) << what << " i=" << i;
+          }
+        }
+        if (t == QType::Q4_0) {
+          EXPECT_EQ(q, q4_0_bytes(x)) << what;
+        } else if (t == QType::S3_32) {
+          EXPECT_EQ(q, s3_32_bytes(x)) << what;
+        }
+      }
+    }
+  }
+}
+
+TEST(HqTypes, QuantizeWeightRowRefusesOtherTypes) {
+  std::vector<float> x(256, 0.5f);
+  std::vector<uint8_t> q(4096);
+  for (QType t : {QType::F32, QType::Q4_K, QType::Q8_K, QType::HQ3_64, QType::IQ4_NL}) {
+    try {
+      quantize_weight_row(t, x.data(), q.data(), 256);
+      ADD_FAILURE() << "no error for " << qtype_name((uint32_t)t);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(qtype_name((uint32_t)t)), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(quantize_weight_row(QType::Q4_0, x.data(), q.data(), 48), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul over HQ weights (through the active ISA's tile kernels): against a double-precision
+// product of the dequantized weights with the Q8_0-quantized activations, and loosely against
+// the f32 activations themselves.
+
+TEST(HqTypes, MatmulMatchesDequantizedReference) {
+  std::mt19937 rng(31);
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  for (QType t : {QType::HQ3_64, QType::HQ3_128, QType::S3_32, QType::HQ2_64, QType::HQ4_64}) {
+    const int64_t in = 896, out = 67, n_tok = 11;
+    std::vector<uint8_t> w;
+    std::vector<float> wf;  // dequantized
+    for (int64_t r = 0; r < out; r++) {
+      std::vector<uint8_t> row(row_bytes(t, in));
+      if (t == QType::S3_32) {
+        const std::vector<float> x = weight_like(in, rng, 0);
+        quantize_weight_row(t, x.data(), row.data(), in);
+      } else {
+        row = random_packed(t, in, rng).bytes;
+      }
+      w.insert(w.end(), row.begin(), row.end());
+      std::vector<float> f(in);
+      dequantize_row(t, row.data(), f.data(), in);
+      wf.insert(wf.end(), f.begin(), f.end());
+    }
+    std::vector<float> x;
+    for (int64_t k = 0; k < n_tok; k++) {
+      const auto v = test::random_activations(in, rng);
+      x.insert(x.end(), v.begin(), v.end());
+    }
+    const Linear L{t, in, out, w.data(), row_bytes(t, in), nullptr};
+    std::vector<float> y((size_t)n_tok * out);
+    matmul(L, x.data(), n_tok, in, y.data(), out, pool, scratch);
+    std::vector<uint8_t> aq(row_bytes(QType::Q8_0, in));
+    std::vector<float> af(in);
+    for (int64_t k = 0; k < n_tok; k++) {
+      quantize_row(QType::Q8_0, &x[k * in], aq.data(), in);
+      dequantize_row(QType::Q8_0, aq.data(), af.data(), in);
+      for (int64_t r = 0; r < out; r++) {
+        double ref = 0, mag = 0, ref_f32 = 0, mag_f32 = 0;
+        for (int64_t i = 0; i < in; i++) {
+          ref += (double)wf[r * in + i] * af[i];
+          mag += std::fabs((double)wf[r * in + i] * af[i]);
+          ref_f32 += (double)wf[r * in + i] * x[k * in + i];
+          mag_f32 += std::fabs((double)wf[r * in + i] * x[k * in + i]);
+        }
+        const float got = y[k * out + r];
+        ASSERT_NEAR(got, ref, 1e-5 * mag + 1e-30) << qtype_name((uint32_t)t) << " token " << k << " row " << r;
+        // Q8_0 activations: each within half of amax/127 of the f32 value.
+        ASSERT_NEAR(got, ref_f32, 2e-2 * mag_f32) << qtype_name((uint32_t)t) << " token " << k << " row " << r;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace stepq
