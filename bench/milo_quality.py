@@ -50,9 +50,12 @@ ROWS = {
     "hqq3-g128": ["--method", "hqq", "--group", "128"],
     "milo3": ["--method", "milo"],
     "milo3-uniform": ["--method", "milo", "--rank-policy", "uniform"],
+    "milo3-attn": ["--method", "milo", "--sparse-ffn", "--sparse-rank", "0"],
     "milo3-kurtosis": ["--method", "milo", "--rank-policy", "kurtosis"],
     "milo3-frequency": ["--method", "milo", "--rank-policy", "frequency"],
     "milo3-g128": ["--method", "milo", "--group", "128", "--rank-budget", "3.5"],
+    "milo3-4.19": ["--method", "milo", "--rank-budget", "4.19"],  # llama.cpp Q3_K_S's size on Qwen 0.5B
+    "hqq4": ["--method", "hqq", "--bits", "4"],
     "llama-q3_k_s": "Q3_K_S",
     "llama-q2_k": "Q2_K",
 }

@@ -28,6 +28,7 @@ struct QuantizeArgs {
   double rank_budget = -1;  // effective bits per weight; −1: the method's default
   int threads = default_threads();
   bool quiet = false;
+  bool sparse_ffn = false;
 };
 
 QType compensator_type(int bits) {
@@ -133,7 +134,8 @@ void do_quantize(const QuantizeArgs& a) {
       it.layer = layer_of(t.name);
       it.rows = t.ne[1] * (stacked ? 1 : X);
       it.cols = t.ne[0];
-      it.sparse = stacked;
+      it.sparse = stacked || (a.sparse_ffn && t.name.find(".ffn_") != std::string::npos &&
+                              t.name.find("_shexp.") == std::string::npos);
       if (stacked) {
         it.freq_share = 1.0;
         if (!routing.empty()) {
@@ -245,8 +247,7 @@ void do_quantize(const QuantizeArgs& a) {
         comps.emplace_back(std::move(res.packed.U), std::move(res.packed.V));
         comp_bytes += (double)(comps.back().first.size() + comps.back().second.size());
       }
-      double wn = 0;
-      for (float v : W) wn += (double)v * v;
+      const double wn = res.weight_norm * res.weight_norm;
       w2 += wn;
       err2_before += res.hqq_error * res.hqq_error;
       err2_after += res.stored_error * res.stored_error;
@@ -315,6 +316,8 @@ void add_quantize(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--sparse-rank", a->sparse_rank, "MiLo: rank of routed-expert compensators at width 4096")
       ->capture_default_str();
+  c->add_flag("--sparse-ffn", a->sparse_ffn,
+              "MiLo dense-sparse policy: dense FFN layers get the sparse rank too (attention keeps the dense one)");
   c->add_option("--kurtosis-shift", a->kurtosis_shift, "MiLo kurtosis policy: s in 2^(round(kurtosis)+s)")
       ->capture_default_str();
   c->add_option("--rank-budget", a->rank_budget,

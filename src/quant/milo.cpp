@@ -67,6 +67,7 @@ MiloResult milo_quantize(const float* W, int64_t rows, int64_t cols, const MiloP
   MiloResult best;
   const size_t n = (size_t)(rows * cols);
   std::vector<float> target(W, W + n), R(n);
+  best.weight_norm = frobenius(target);
   LowRank lr;
   double best_err = INFINITY;
   const int iters = p.rank > 0 ? std::max(1, p.iters) : 1;

@@ -34,6 +34,7 @@ struct MiloResult {
     std::vector<uint8_t> U, V;
   } packed;
   double stored_error = 0;
+  double weight_norm = 0;       // ‖W‖_F: errors / weight_norm are relative errors
 };
 
 // W is row-major (rows × cols). `log`, if set, is called after each alternation with its index and error.
