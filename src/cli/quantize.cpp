@@ -108,7 +108,6 @@ void do_quantize(const QuantizeArgs& a) {
 
   auto src = GgufFile::open(a.model);
   ThreadPool pool(a.threads);
-  set_blas_threads(a.threads);
   const auto routing = a.moe_stats.empty() ? std::vector<std::vector<double>>{} : read_routing(a.moe_stats);
 
   // What to quantize: every matching linear weight (experts one by one).

@@ -1,31 +1,40 @@
 #include "quant/lowrank.h"
 
 #include <cblas.h>
-#include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "base/error.h"
+#include "quant/lapack.h"
 
 namespace stepq {
 
 namespace {
 
-// Replaces row-major Y (m × n, m ≥ n) by an orthonormal basis of its column space.
+// Replaces row-major Y (m × n, m ≥ n) by an orthonormal basis of its column space. Row-major Y
+// is the column-major n × m matrix Yᵀ; its LQ factorisation Yᵀ = L·Q leaves Q (orthonormal rows,
+// spanning Yᵀ's rows) in place, which read row-major is Y's basis.
 void orthonormalize(std::vector<float>& Y, int64_t m, int64_t n) {
+  const int M = (int)n, N = (int)m, K = (int)n;
   std::vector<float> tau((size_t)n);
-  int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)n, Y.data(), (lapack_int)n, tau.data());
-  if (info != 0) fail("low-rank fit: QR factorisation failed (LAPACK sgeqrf info {})", info);
-  info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, (lapack_int)m, (lapack_int)n, (lapack_int)n, Y.data(), (lapack_int)n,
-                        tau.data());
-  if (info != 0) fail("low-rank fit: QR factorisation failed (LAPACK sorgqr info {})", info);
+  int info = 0, lwork = -1;
+  float q = 0;
+  sgelqf_(&M, &N, Y.data(), &M, tau.data(), &q, &lwork, &info);
+  lwork = std::max(1, (int)q);
+  std::vector<float> work((size_t)lwork);
+  sgelqf_(&M, &N, Y.data(), &M, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) fail("low-rank fit: LQ factorisation failed (LAPACK sgelqf info {})", info);
+  lwork = -1;
+  sorglq_(&M, &N, &K, Y.data(), &M, tau.data(), &q, &lwork, &info);
+  lwork = std::max(1, (int)q);
+  work.resize((size_t)lwork);
+  sorglq_(&M, &N, &K, Y.data(), &M, tau.data(), work.data(), &lwork, &info);
+  if (info != 0) fail("low-rank fit: LQ factorisation failed (LAPACK sorglq info {})", info);
 }
 
 }  // namespace
-
-void set_blas_threads(int n) { openblas_set_num_threads(std::max(1, n)); }
 
 LowRank truncated_svd(const float* R, int64_t rows, int64_t cols, int rank, const SvdParams& p, const LowRank* warm) {
   LowRank lr;
@@ -64,10 +73,22 @@ LowRank truncated_svd(const float* R, int64_t rows, int64_t cols, int rank, cons
   std::vector<float> B((size_t)(l * cols));
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l, (int)cols, (int)rows, 1.0f, Y.data(), (int)l, R,
               (int)cols, 0.0f, B.data(), (int)cols);
+  // Row-major B is the column-major cols × l matrix Bᵀ = U'·S·V'ᵀ, so B = V'·S·U'ᵀ: LAPACK's U'
+  // buffer (cols × l, column-major) read row-major is B's Vt (l × cols), and its V'ᵀ buffer
+  // (l × l) read row-major is B's Ub.
   std::vector<float> S((size_t)l), Ub((size_t)(l * l)), Vt((size_t)(l * cols));
-  const int info = LAPACKE_sgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)l, (lapack_int)cols, B.data(), (lapack_int)cols,
-                                  S.data(), Ub.data(), (lapack_int)l, Vt.data(), (lapack_int)cols);
-  if (info != 0) fail("low-rank fit: SVD did not converge (LAPACK sgesdd info {})", info);
+  {
+    const int M = (int)cols, N = (int)l;
+    int info = 0, lwork = -1;
+    float q = 0;
+    std::vector<int> iwork((size_t)(8 * l));
+    sgesdd_("S", &M, &N, B.data(), &M, S.data(), Vt.data(), &M, Ub.data(), &N, &q, &lwork, iwork.data(), &info, 1);
+    lwork = std::max(1, (int)q);
+    std::vector<float> work((size_t)lwork);
+    sgesdd_("S", &M, &N, B.data(), &M, S.data(), Vt.data(), &M, Ub.data(), &N, work.data(), &lwork, iwork.data(),
+            &info, 1);
+    if (info != 0) fail("low-rank fit: SVD did not converge (LAPACK sgesdd info {})", info);
+  }
 
   lr.rank = (int)k;
   lr.U.resize((size_t)(rows * k));

@@ -31,7 +31,4 @@ void subtract_lowrank(const float* A, const LowRank& lr, float* out);
 // ‖A − U·V‖_F (A rows × cols).
 double residual_norm(const float* A, const LowRank& lr);
 
-// Sets the thread count OpenBLAS uses (its own pool, separate from stepq's).
-void set_blas_threads(int n);
-
 }  // namespace stepq

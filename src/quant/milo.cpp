@@ -1,11 +1,11 @@
 #include "quant/milo.h"
 
 #include <cblas.h>
-#include <lapacke.h>
 
 #include <cmath>
 
 #include "base/error.h"
+#include "quant/lapack.h"
 
 namespace stepq {
 
@@ -41,20 +41,21 @@ void store_factors(const std::vector<float>& R, LowRank& lr, QType type, MiloRes
   const int64_t rows = lr.rows, cols = lr.cols, k = lr.rank;
   out.packed.V = quantize_rows(lr.V.data(), k, cols, type);
   dequantize_rows(out.packed.V.data(), k, cols, type, lr.V.data());
-  // Normal equations: (V̂ V̂ᵀ) Uᵀ = V̂ Rᵀ, solved by Cholesky with a tiny ridge for safety.
-  std::vector<float> G((size_t)(k * k)), B((size_t)(k * rows));
+  // Normal equations: (V̂ V̂ᵀ) Uᵀ = V̂ Rᵀ, solved by Cholesky with a tiny ridge for safety. C = R V̂ᵀ
+  // (rows × k, row-major) is column-major V̂ Rᵀ (k × rows), the right-hand side; the solution
+  // overwrites it and read row-major is U. G's upper triangle (row-major) is the lower one for LAPACK.
+  std::vector<float> G((size_t)(k * k)), C((size_t)(rows * k));
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)k, (int)cols, 1.0f, lr.V.data(), (int)cols, 0.0f, G.data(),
               (int)k);
   double trace = 0;
   for (int64_t i = 0; i < k; i++) trace += G[(size_t)(i * k + i)];
   for (int64_t i = 0; i < k; i++) G[(size_t)(i * k + i)] += (float)(1e-6 * trace / (double)k);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)k, (int)rows, (int)cols, 1.0f, lr.V.data(), (int)cols,
-              R.data(), (int)cols, 0.0f, B.data(), (int)rows);
-  const int info = LAPACKE_sposv(LAPACK_ROW_MAJOR, 'U', (lapack_int)k, (lapack_int)rows, G.data(), (lapack_int)k,
-                                 B.data(), (lapack_int)rows);
-  if (info == 0)  // B is Uᵀ (k × rows); otherwise keep the SVD's U
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < k; j++) lr.U[(size_t)(r * k + j)] = B[(size_t)(j * rows + r)];
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)k, (int)cols, 1.0f, R.data(), (int)cols,
+              lr.V.data(), (int)cols, 0.0f, C.data(), (int)k);
+  const int n = (int)k, nrhs = (int)rows;
+  int info = 0;
+  sposv_("L", &n, &nrhs, G.data(), &n, C.data(), &n, &info, 1);
+  if (info == 0) lr.U = C;  // otherwise (V̂ singular) keep the SVD's U
   out.packed.U = quantize_rows(lr.U.data(), rows, k, type);
   dequantize_rows(out.packed.U.data(), rows, k, type, lr.U.data());
 }

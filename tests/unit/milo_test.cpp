@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cblas.h>
-#include <lapacke.h>
 
 #include <cmath>
 #include <random>
@@ -14,6 +13,7 @@
 #include "base/thread_pool.h"
 #include "formats/gguf.h"
 #include "kernels/cpu/matmul.h"
+#include "quant/lapack.h"
 #include "quant/milo.h"
 #include "quant/plan.h"
 #include "test_models.h"
@@ -99,11 +99,17 @@ TEST(Hqq, RejectsBadShapes) {
 
 // The best rank-k approximation error from LAPACK's full SVD: sqrt(Σ_{i>k} σ_i²).
 double optimal_error(std::vector<float> A, int64_t rows, int64_t cols, int k) {
+  // Singular values only; row-major A is column-major Aᵀ, which has the same ones.
   std::vector<float> S((size_t)std::min(rows, cols));
-  std::vector<float> superb(S.size());
-  EXPECT_EQ(LAPACKE_sgesvd(LAPACK_ROW_MAJOR, 'N', 'N', (lapack_int)rows, (lapack_int)cols, A.data(), (lapack_int)cols,
-                           S.data(), nullptr, 1, nullptr, 1, superb.data()),
-            0);
+  const int M = (int)cols, N = (int)rows, one = 1;
+  int info = 0, lwork = -1;
+  float q = 0, dummy = 0;
+  std::vector<int> iwork(8 * S.size());
+  sgesdd_("N", &M, &N, A.data(), &M, S.data(), &dummy, &one, &dummy, &one, &q, &lwork, iwork.data(), &info, 1);
+  lwork = (int)q;
+  std::vector<float> work((size_t)lwork);
+  sgesdd_("N", &M, &N, A.data(), &M, S.data(), &dummy, &one, &dummy, &one, work.data(), &lwork, iwork.data(), &info, 1);
+  EXPECT_EQ(info, 0);
   double e = 0;
   for (size_t i = k; i < S.size(); i++) e += (double)S[i] * S[i];
   return std::sqrt(e);
@@ -140,7 +146,6 @@ TEST(LowRank, RandomizedSvdNearOptimal) {
 // error than fitting the compensator once to the HQQ residual, and both less than HQQ alone.
 void expect_iteration_helps(const std::vector<float>& W, int64_t rows, int64_t cols, int rank, const char* what) {
   ThreadPool pool(2);
-  set_blas_threads(2);
   MiloParams p;
   p.rank = rank;
   p.iters = 6;
