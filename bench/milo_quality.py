@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,19 +43,30 @@ SOURCES = {
     "smollm2": "SmolLM2-135M-Instruct.Q4_1.f32.gguf",
     "qwen0.5b-moe": "moe/qwen2.5-coder-0.5b.moe-e8-k2-shauto.f16.gguf",
 }
+# The file perplexity and KL are measured against: the published GGUF the F32 source was made
+# from (the same values, exactly: scripts/make-f32-models.py), which runs faster than its F32 copy.
+REFERENCES = {
+    "qwen0.5b": "qwen2.5-coder-0.5b-instruct.gguf",
+    "qwen1.5b": "qwen2.5-coder-1.5b-instruct.gguf",
+    "gemma3-270m": "gemma-3-270m-q4_k_m.gguf",
+    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "qwen0.5b-moe": "moe/qwen2.5-coder-0.5b.moe-e8-k2-shauto.f16.gguf",
+}
 # row -> stepq quantize arguments (None: not a stepq row)
 ROWS = {
     "source": None,
-    "rtn3": ["--method", "rtn"],
-    "hqq3": ["--method", "hqq"],
+    "rtn3": ["--method", "rtn", "--group", "64"],
+    "hqq3": ["--method", "hqq", "--group", "64"],  # the issue's HQQ3: groups of 64, fp16 scale and zero
     "hqq3-g128": ["--method", "hqq", "--group", "128"],
-    "milo3": ["--method", "milo"],
-    "milo3-uniform": ["--method", "milo", "--rank-policy", "uniform"],
-    "milo3-attn": ["--method", "milo", "--sparse-ffn", "--sparse-rank", "0"],
-    "milo3-kurtosis": ["--method", "milo", "--rank-policy", "kurtosis"],
+    "hqq3-g32": ["--method", "hqq", "--group", "32"],
+    "milo3": ["--method", "milo"],  # the defaults: HQ3_32 base, 3.75 bits/weight
+    "milo3-g64": ["--method", "milo", "--group", "64"],
+    "milo3-uniform": ["--method", "milo", "--group", "64", "--rank-policy", "uniform"],
+    "milo3-attn": ["--method", "milo", "--group", "64", "--sparse-ffn", "--sparse-rank", "0"],
+    "milo3-kurtosis": ["--method", "milo", "--group", "64", "--rank-policy", "kurtosis"],
     "milo3-frequency": ["--method", "milo", "--rank-policy", "frequency"],
     "milo3-g128": ["--method", "milo", "--group", "128", "--rank-budget", "3.5"],
-    "milo3-4.19": ["--method", "milo", "--rank-budget", "4.19"],  # llama.cpp Q3_K_S's size on Qwen 0.5B
+    "milo3-4.19": ["--method", "milo", "--group", "64", "--rank-budget", "4.19"],  # llama.cpp Q3_K_S's size on Qwen 0.5B
     "hqq4": ["--method", "hqq", "--bits", "4"],
     "llama-q3_k_s": "Q3_K_S",
     "llama-q2_k": "Q2_K",
@@ -81,22 +93,25 @@ def linear_bits_per_weight(path):
             n = int(t.n_elements)
             if t.name in qtypes:  # private types are I8 rows of bytes: count the real weights
                 bs, ts = {"HQ2_64": (64, 20), "HQ3_64": (64, 28), "HQ3_128": (128, 52), "HQ4_64": (64, 36),
-                          "S3_32": (32, 14)}[qtypes[t.name]]
+                          "S3_32": (32, 14), "HQ3_32": (128, 58)}[qtypes[t.name]]
                 n = n // ts * bs
             weights += n
     return bits / weights, weights
 
 
 def run(cmd, **kw):
+    """(result, wall seconds, CPU seconds of the child)."""
     t0 = time.time()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if r.returncode != 0:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    return r, time.time() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r, time.time() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 
 
 def perplexity(model, source, chunks, threads):
-    r, secs = run([STEPQ, "perplexity", "-m", model, "-f", WIKI, "--chunks", str(chunks), "-t", str(threads),
+    r, _, _ = run([STEPQ, "perplexity", "-m", model, "-f", WIKI, "--chunks", str(chunks), "-t", str(threads),
                    "--json"] + (["--kl-reference", source] if model != source else []))
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -116,17 +131,20 @@ def save_results(res):
 
 def measure(model, row, chunks, threads, work, keep):
     src = os.path.join(MODELS, SOURCES[model])
-    if not os.path.exists(src):
-        sys.exit(f"{src} missing: python3 scripts/make-f32-models.py (or tools/moefy.py for the MoE model)")
+    ref = os.path.join(MODELS, REFERENCES[model])
+    for f in (src, ref):
+        if not os.path.exists(f):
+            sys.exit(f"{f} missing: python3 scripts/make-f32-models.py (or tools/moefy.py for the MoE model)")
     spec = ROWS[row]
     out = os.path.join(work, f"{model}.{row}.gguf")
-    entry = {"model": model, "row": row, "source": SOURCES[model], "chunks": chunks, "threads": threads}
+    entry = {"model": model, "row": row, "source": SOURCES[model], "reference": REFERENCES[model], "chunks": chunks,
+             "threads": threads}
     if spec is None:
-        out = src
+        out = ref
         entry["command"] = f"stepq perplexity -m {SOURCES[model]} -f wiki.test.raw --chunks {chunks}"
     elif isinstance(spec, str):
-        _, secs = run([VENV_PY, os.path.join(ROOT, "tools", "make_quantized_model.py"), src, spec, out])
-        entry["quantize_s"] = secs
+        _, secs, cpu = run([VENV_PY, os.path.join(ROOT, "tools", "make_quantized_model.py"), src, spec, out])
+        entry["quantize_s"], entry["quantize_cpu_s"] = secs, cpu
         entry["command"] = f"tools/make_quantized_model.py {SOURCES[model]} {spec} OUT (llama-cpp-python)"
     else:
         args = list(spec)
@@ -138,23 +156,20 @@ def measure(model, row, chunks, threads, work, keep):
                     open(text, "w") as g:
                 for line in f:
                     g.write(json.loads(line)["text"] + "\n\n")
-            r, _ = run([STEPQ, "moe-stats", "-m", src, "-f", text, "--max-tokens", "8192", "--json", "-t",
+            r, _, _ = run([STEPQ, "moe-stats", "-m", src, "-f", text, "--max-tokens", "8192", "--json", "-t",
                         str(threads)])
             with open(stats, "w") as f:
                 f.write(r.stdout.strip().splitlines()[-1])
             args += ["--moe-stats", stats]
-        r, secs = run([STEPQ, "quantize", "-m", src, "-o", out, "-t", str(threads), "-q"] + args)
-        entry["quantize_s"] = secs
+        r, secs, cpu = run([STEPQ, "quantize", "-m", src, "-o", out, "-t", str(threads), "-q"] + args)
+        entry["quantize_s"], entry["quantize_cpu_s"] = secs, cpu
         entry["command"] = "stepq quantize -m SOURCE -o OUT " + " ".join(args)
         entry["summary"] = r.stdout.strip()
-    if out != src:
-        entry["bits_per_weight"], entry["linear_weights"] = linear_bits_per_weight(out)
-    else:
-        entry["bits_per_weight"] = linear_bits_per_weight(src)[0]
+    entry["bits_per_weight"], entry["linear_weights"] = linear_bits_per_weight(out)
     entry["file_mb"] = os.path.getsize(out) / 1e6
-    p = perplexity(out, src, chunks, threads)
+    p = perplexity(out, ref, chunks, threads)
     entry.update({k: p[k] for k in ("ppl", "ppl_error", "kl", "top1", "reference_ppl") if k in p})
-    if out != src and not keep:
+    if out != ref and not keep:
         os.remove(out)
     return entry
 
@@ -169,17 +184,20 @@ def report(res):
         hqq = next((e for e in entries if e["row"] == "hqq3"), None)
         lines.append(f"\n**{model}** (source: `{entries[0]['source']}`, wikitext-2, {entries[0]['chunks']} windows "
                      f"of 512)\n")
-        lines.append("| row | PPL | KL vs source | top-1 vs source | bits/weight | file MB | quantize s | "
+        lines.append("| row | PPL | KL vs source | top-1 vs source | bits/weight | file MB | quantize s (CPU s) | "
                      "gap to source recovered |")
         lines.append("|---|---|---|---|---|---|---|---|")
         order = list(ROWS)
         for e in sorted(entries, key=lambda e: order.index(e["row"])):
             gap = ""
-            if src and hqq and e["row"].startswith("milo") and hqq["ppl"] > src["ppl"]:
-                gap = f"{100 * (hqq['ppl'] - e['ppl']) / (hqq['ppl'] - src['ppl']):.0f}%"
+            src_ppl = src["ppl"] if src else (hqq or {}).get("reference_ppl")
+            if src_ppl and hqq and e["row"].startswith("milo") and hqq["ppl"] > src_ppl:
+                gap = f"{100 * (hqq['ppl'] - e['ppl']) / (hqq['ppl'] - src_ppl):.0f}%"
             kl = f"{e['kl']:.4f}" if "kl" in e else "–"
             top1 = f"{100 * e['top1']:.1f}%" if "top1" in e else "–"
             qs = f"{e['quantize_s']:.0f}" if "quantize_s" in e else "–"
+            if "quantize_cpu_s" in e:
+                qs += f" ({e['quantize_cpu_s']:.0f})"
             lines.append(f"| {e['row']} | {e['ppl']:.3f} | {kl} | {top1} | {e['bits_per_weight']:.3f} | "
                          f"{e['file_mb']:.0f} | {qs} | {gap} |")
     print("\n".join(lines))

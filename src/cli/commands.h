@@ -3,12 +3,14 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
 #include "base/error.h"
 #include "model/config.h"
 #include "runtime/sampler.h"
+#include "tokenizer/chat_defaults.h"
 
 namespace stepq {
 class GgufFile;
@@ -28,12 +30,9 @@ void add_bench(CLI::App& app);
 void add_embed(CLI::App& app);
 void add_moe_stats(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_eval(CLI::App& app);
 
-// `user` (and `system`, if not empty) wrapped in the model's chat template, or the default one
-// for its family when the file has none (*origin says which: "model" or the family), ready to be
-// encoded with special-token text parsed.
-std::string chat_prompt(const GgufFile& f, const Tokenizer& tok, const std::string& user, const std::string& system,
-                        std::string* origin = nullptr);
+// chat_prompt(): tokenizer/chat_defaults.h.
 
 // The context size of a sequence: --ctx (0 = 4096, or the model's context if that is shorter),
 // never longer than the context the model was trained for.
@@ -43,6 +42,15 @@ inline int resolve_ctx(int ctx, const ModelConfig& c) {
   if (ctx > model_ctx)
     fail("--ctx {} is longer than the model's context of {} tokens; use --ctx {} or less", ctx, model_ctx, model_ctx);
   return ctx;
+}
+
+// all-MiniLM-L6-v2 where scripts/fetch-models.py puts it ($STEPQ_MODELS or ~/.cache/stepq/models):
+// the embedding verifier's default model.
+inline std::string default_embed_model() {
+  const char* m = std::getenv("STEPQ_MODELS");
+  const char* home = std::getenv("HOME");
+  const std::string dir = m ? m : std::string(home ? home : ".") + "/.cache/stepq/models";
+  return dir + "/all-MiniLM-L6-v2";
 }
 
 inline int default_threads() {

@@ -1,5 +1,6 @@
-// stepq embed: sentence embeddings from a Hugging Face BERT folder (all-MiniLM-L6-v2): mean-pooled
-// and L2-normalized, as sentence-transformers computes them.
+// stepq embed: sentence embeddings from a Hugging Face BERT folder (all-MiniLM-L6-v2) or the
+// stepq-bert GGUF stepq quantize makes of one: mean-pooled and L2-normalized, as
+// sentence-transformers computes them.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -66,8 +67,12 @@ void do_embed(const EmbedArgs& a) {
 
 void add_embed(CLI::App& app) {
   auto a = std::make_shared<EmbedArgs>();
-  CLI::App* c = app.add_subcommand("embed", "Sentence embeddings from a Hugging Face BERT folder (all-MiniLM-L6-v2)");
-  c->add_option("-m,--model", a->model, "Model folder (config.json, model.safetensors, tokenizer.json)")->required();
+  CLI::App* c = app.add_subcommand(
+      "embed", "Sentence embeddings from a Hugging Face BERT folder (all-MiniLM-L6-v2) or its quantized GGUF");
+  c->add_option("-m,--model", a->model,
+                "Model folder (config.json, model.safetensors, tokenizer.json), or the GGUF stepq quantize writes "
+                "from one")
+      ->required();
   c->add_option("-p,--prompt", a->prompts, "Text to embed (repeat for several)");
   c->add_option("-f,--file", a->file, "File with one text per line");
   c->add_flag("--json", a->json, "Print a JSON array with one array of floats per input");

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   stepq::cli::add_embed(app);
   stepq::cli::add_moe_stats(app);
   stepq::cli::add_quantize(app);
+  stepq::cli::add_eval(app);
   stepq::cli::add_dump_tensor(app);
   stepq::cli::add_dump_logits(app);
   try {

@@ -1,6 +1,7 @@
 // stepq quantize: RTN, HQQ or MiLo (HQQ plus low-rank compensators) quantization of a model's
-// linear weights into a new GGUF. Tensors are streamed one at a time: memory stays at a few
-// copies of the largest weight whatever the model size.
+// linear weights into a new GGUF. The source is a GGUF or a Hugging Face BERT folder
+// (quant/source.h). Tensors are streamed one at a time: memory stays at a few copies of the
+// largest weight whatever the model size.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,10 +13,10 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/commands.h"
-#include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "quant/milo.h"
 #include "quant/plan.h"
+#include "quant/source.h"
 
 namespace stepq::cli {
 
@@ -23,7 +24,7 @@ namespace {
 
 struct QuantizeArgs {
   std::string model, out, method = "milo", policy = "dense-sparse", tensors, moe_stats;
-  int bits = 3, group = 64, iters = 8, dense_rank = 1024, sparse_rank = 32, kurtosis_shift = 2;
+  int bits = 3, group = 0, iters = 8, dense_rank = 1024, sparse_rank = 32, kurtosis_shift = 2;
   int compensator_bits = 3;
   double rank_budget = -1;  // effective bits per weight; −1: the method's default
   int threads = default_threads();
@@ -74,16 +75,12 @@ std::vector<std::vector<double>> read_routing(const std::string& path) {
   return share;
 }
 
-// Row-major f32 copy of rows [r0, r0 + n) of a tensor.
-std::vector<float> read_rows(const GgufTensorInfo& t, int64_t r0, int64_t n) {
-  std::vector<float> w((size_t)(n * t.ne[0]));
-  const size_t rb = row_bytes(t.type, t.ne[0]);
-  for (int64_t r = 0; r < n; r++) dequantize_row(t.type, t.data + (size_t)(r0 + r) * rb, w.data() + r * t.ne[0], t.ne[0]);
-  return w;
-}
-
-void do_quantize(const QuantizeArgs& a) {
+void do_quantize(const QuantizeArgs& args) {
   const auto t_start = std::chrono::steady_clock::now();
+  QuantizeArgs a = args;
+  // 3 bits: groups of 32 with 8-bit scale/zero codes (HQ3_32, 3.625 bits/weight) measured far
+  // better than groups of 64 with fp16 ones at nearly the same size (docs/milo.md).
+  if (a.group == 0) a.group = a.bits == 3 ? 32 : 64;
   if (a.method != "rtn" && a.method != "hqq" && a.method != "milo")
     fail("--method must be rtn, hqq or milo, got '{}'", a.method);
   const bool milo = a.method == "milo";
@@ -106,35 +103,48 @@ void do_quantize(const QuantizeArgs& a) {
     }
   }
 
-  auto src = GgufFile::open(a.model);
+  auto src = QuantSource::open(a.model);
+  for (const std::string& note : src->notes()) std::fprintf(stderr, "stepq quantize: %s\n", note.c_str());
   ThreadPool pool(a.threads);
   const auto routing = a.moe_stats.empty() ? std::vector<std::vector<double>>{} : read_routing(a.moe_stats);
 
   // What to quantize: every matching linear weight (experts one by one).
   std::vector<QuantItem> items;
   std::vector<bool> quantized(src->tensors().size(), false);
-  int skipped = 0;
+  // Each tensor's packed type: base_type, or HQ3_64 for rows HQ3_32's blocks of 128 do not fit
+  // (SmolLM2's 576), as llama.cpp's K-quants fall back on rows their super-blocks do not fit.
+  std::vector<QType> packed_type(src->tensors().size(), base_type);
+  int skipped = 0, fallbacks = 0;
+  auto type_bpw = [](QType t) { return 8.0 * qtype_info(t).type_size / qtype_info(t).block_size; };
+  double base_bits = 0;  // what the packed weights will cost
   for (size_t i = 0; i < src->tensors().size(); i++) {
-    const GgufTensorInfo& t = src->tensors()[i];
-    if (!is_quantizable_weight(t.name) || (only && !std::regex_match(t.name, *only))) continue;
-    if (t.ne[0] % a.group != 0 || t.ne[3] != 1) {
-      std::fprintf(stderr, "stepq quantize: %s: row length %lld is not a multiple of --group %d; kept as %s\n",
-                   t.name.c_str(), (long long)t.ne[0], a.group, qtype_name((uint32_t)t.type));
+    const SourceTensor& t = src->tensors()[i];
+    if (t.role == LinearRole::None || (only && !std::regex_match(t.name, *only))) continue;
+    QType type = base_type;
+    if (type == QType::HQ3_32 && t.ne[0] % qtype_info(type).block_size != 0 && t.ne[0] % 64 == 0) {
+      type = QType::HQ3_64;
+      fallbacks++;
+    }
+    const int64_t block = qtype_info(type).block_size;
+    if (t.ne[0] % block != 0 || t.ne[3] != 1) {
+      std::fprintf(stderr, "stepq quantize: %s: row length %lld is not a multiple of %s's block of %lld; kept as %s\n",
+                   t.name.c_str(), (long long)t.ne[0], qtype_name((uint32_t)type), (long long)block,
+                   qtype_name((uint32_t)t.type));
       skipped++;
       continue;
     }
+    packed_type[i] = type;
     quantized[i] = true;
-    const bool stacked = t.name.find("_exps.") != std::string::npos;
+    const bool stacked = t.role == LinearRole::RoutedExperts;
     const int64_t X = t.ne[2];
     for (int64_t e = 0; e < X; e++) {
       QuantItem it;
       it.tensor = t.name;
       it.expert = stacked ? (int)e : -1;
-      it.layer = layer_of(t.name);
+      it.layer = t.layer;
       it.rows = t.ne[1] * (stacked ? 1 : X);
       it.cols = t.ne[0];
-      it.sparse = stacked || (a.sparse_ffn && t.name.find(".ffn_") != std::string::npos &&
-                              t.name.find("_shexp.") == std::string::npos);
+      it.sparse = stacked || (a.sparse_ffn && t.role == LinearRole::DenseFfn);
       if (stacked) {
         it.freq_share = 1.0;
         if (!routing.empty()) {
@@ -144,6 +154,7 @@ void do_quantize(const QuantizeArgs& a) {
           it.freq_share = routing[it.layer][e];
         }
       }
+      base_bits += type_bpw(type) * (double)(it.rows * it.cols);
       items.push_back(std::move(it));
       if (!stacked) break;
     }
@@ -155,16 +166,22 @@ void do_quantize(const QuantizeArgs& a) {
   if (milo && rp.policy == RankPolicy::Kurtosis) {
     std::fprintf(stderr, "stepq quantize: measuring weight kurtosis of %zu matrices\n", items.size());
     for (QuantItem& it : items) {
-      const GgufTensorInfo& t = *src->tensor(it.tensor);
+      const SourceTensor& t = *src->tensor(it.tensor);
       const int64_t r0 = it.expert >= 0 ? it.expert * it.rows : 0;
-      std::vector<float> w = read_rows(t, r0, it.rows);
+      std::vector<float> w = t.rows_f32(r0, it.rows);
       it.kurtosis = kurtosis(w.data(), (int64_t)w.size());
     }
   }
-  const double base_bpw = 8.0 * qtype_info(base_type).type_size / qtype_info(base_type).block_size;
+  if (fallbacks)
+    std::fprintf(stderr, "stepq quantize: %d tensor(s) with rows %s's blocks of %d do not fit use HQ3_64\n", fallbacks,
+                 qtype_name((uint32_t)base_type), qtype_info(base_type).block_size);
+  const double base_bpw = base_bits / (double)n_weights;
   double comp_bpw = 0;
   if (milo) {
-    const double budget = a.rank_budget < 0 ? base_bpw + 0.25 : a.rank_budget;
+    // Default: 3 bits fill 3.75 bits/weight (HQQ3 at groups of 64 plus 0.25, MiLo's target
+    // size); other widths get 0.25 above their base.
+    const double budget = a.rank_budget >= 0 ? a.rank_budget : a.bits == 3 ? std::max(3.75, base_bpw + 0.125)
+                                                                           : base_bpw + 0.25;
     if (a.rank_budget == 0) comp_bpw = assign_ranks(items, rp, comp_type, 0);
     else {
       if (budget <= base_bpw)
@@ -189,13 +206,13 @@ void do_quantize(const QuantizeArgs& a) {
   size_t next_item = 0;
   std::vector<std::pair<size_t, size_t>> item_range(src->tensors().size(), {0, 0});
   for (size_t i = 0; i < src->tensors().size(); i++) {
-    const GgufTensorInfo& t = src->tensors()[i];
+    const SourceTensor& t = src->tensors()[i];
     const int64_t ne[4] = {t.ne[0], t.ne[1], t.ne[2], t.ne[3]};
     if (!quantized[i]) {
       w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), t.type);
       continue;
     }
-    w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), base_type);
+    w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), packed_type[i]);
     const size_t first = next_item;
     while (next_item < items.size() && items[next_item].tensor == t.name) {
       const QuantItem& it = items[next_item++];
@@ -218,7 +235,6 @@ void do_quantize(const QuantizeArgs& a) {
 
   MiloParams mp;
   mp.hqq.bits = a.bits;
-  mp.hqq.group = a.group;
   mp.hqq.optimize = a.method != "rtn";
   mp.iters = a.iters;
   mp.lowrank_type = comp_type;
@@ -226,7 +242,7 @@ void do_quantize(const QuantizeArgs& a) {
   double base_bytes = 0, comp_bytes = 0, err2_before = 0, err2_after = 0, w2 = 0;
   size_t done_items = 0;
   for (size_t i = 0; i < src->tensors().size(); i++) {
-    const GgufTensorInfo& t = src->tensors()[i];
+    const SourceTensor& t = src->tensors()[i];
     if (!quantized[i]) {
       w.write(t.name, t.data, t.n_bytes);
       continue;
@@ -236,8 +252,11 @@ void do_quantize(const QuantizeArgs& a) {
       const QuantItem& it = items[k];
       const auto t0 = std::chrono::steady_clock::now();
       const int64_t r0 = it.expert >= 0 ? it.expert * it.rows : 0;
-      std::vector<float> W = read_rows(t, r0, it.rows);
+      std::vector<float> W = t.rows_f32(r0, it.rows);
       mp.rank = it.rank;
+      // HQ3_32 stores 8-bit scale and zero codes; a fallback HQ3_64 tensor has groups of 64.
+      mp.hqq.group = packed_type[i] == QType::HQ3_64 ? 64 : a.group;
+      mp.hqq.meta_bits = packed_type[i] == QType::HQ3_32 ? 8 : 16;
       MiloResult res = milo_quantize(W.data(), it.rows, it.cols, mp, pool);
       const std::vector<uint8_t> packed = hqq_pack(res.q);
       w.write(t.name, packed.data(), packed.size());
@@ -300,12 +319,16 @@ void add_quantize(CLI::App& app) {
   CLI::App* c = app.add_subcommand(
       "quantize",
       "Quantize a model's linear weights: RTN, HQQ or MiLo (HQQ plus low-rank compensators)");
-  c->add_option("-m,--model", a->model, "Source model (GGUF, any weight format)")->required()->check(CLI::ExistingFile);
+  c->add_option("-m,--model", a->model, "Source model: a GGUF (any weight format) or a Hugging Face BERT folder")
+      ->required()
+      ->check(CLI::ExistingPath);
   c->add_option("-o,--out", a->out, "Output GGUF")->required();
   c->add_option("--method", a->method, "rtn, hqq or milo")->capture_default_str();
-  c->add_option("--bits", a->bits, "Bits per weight code: 3 (groups of 64 or 128), 2 or 4 (groups of 64)")
+  c->add_option("--bits", a->bits, "Bits per weight code: 3 (groups of 32, 64 or 128), 2 or 4 (groups of 64)")
       ->capture_default_str();
-  c->add_option("--group", a->group, "Weights per scale/zero group along the input dimension")->capture_default_str();
+  c->add_option("--group", a->group,
+                "Weights per scale/zero group along the input dimension: 32 (HQ3_32: 8-bit scale and zero codes; "
+                "the default for 3 bits), 64 (fp16 scale and zero; the default for 2 and 4 bits) or 128");
   c->add_option("--iters", a->iters, "MiLo: quantize/refit alternations at most (stops early when they stop helping)")
       ->capture_default_str();
   c->add_option("--rank-policy", a->policy, "MiLo: uniform, dense-sparse, kurtosis or frequency")
@@ -320,8 +343,8 @@ void add_quantize(CLI::App& app) {
   c->add_option("--kurtosis-shift", a->kurtosis_shift, "MiLo kurtosis policy: s in 2^(round(kurtosis)+s)")
       ->capture_default_str();
   c->add_option("--rank-budget", a->rank_budget,
-                "MiLo: effective bits/weight to fill (ranks scaled to fit); default base + 0.25; 0 = policy ranks as "
-                "they are");
+                "MiLo: effective bits/weight to fill (ranks scaled to fit); default 3.75 for 3 bits, else base + "
+                "0.25; 0 = policy ranks as they are");
   c->add_option("--compensator-bits", a->compensator_bits, "MiLo: U, V storage: 3 (S3_32), 4 (Q4_0), 8 (Q8_0), 16 (F16)")
       ->capture_default_str();
   c->add_option("--moe-stats", a->moe_stats, "Routing counts for the frequency policy (stepq moe-stats --json)");

@@ -2,6 +2,7 @@
 // compare it); loading messages and statistics go to stderr.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -12,7 +13,9 @@
 #include "model/model.h"
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
+#include "runtime/lookahead.h"
 #include "runtime/speculative.h"
+#include "runtime/step_verifier.h"
 #include "tokenizer/tokenizer.h"
 
 namespace stepq::cli {
@@ -31,7 +34,26 @@ struct RunArgs {
   bool ngram = false, spec_fixed = false;
   int spec_k = 0;  // 0: 8 for a draft model (adaptive), 6 for n-gram lookup (fixed)
   int ngram_max = 2;
+  // Lookahead Reasoning.
+  bool lookahead = false;
+  int depth = 4, width = 1, step_cap = 100;
+  std::string boundary = "\\n\\n", verifier = "exact", judge, embed_model;
+  float embed_threshold = 0.95f;
 };
+
+// "\n" and "\t" written in a flag as two characters each mean a newline and a tab.
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == 'n' || s[i + 1] == 't' || s[i + 1] == '\\')) {
+      out += s[i + 1] == 'n' ? '\n' : s[i + 1] == 't' ? '\t' : '\\';
+      i++;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
 
 void do_run(const RunArgs& a) {
   std::string prompt = a.prompt;
@@ -62,9 +84,26 @@ void do_run(const RunArgs& a) {
   }
   std::vector<int32_t> ids = tok.encode(text, true, parse_special);
 
+  if (a.lookahead && a.draft.empty()) fail("--lookahead needs --draft MODEL (the model that drafts the steps)");
+  if (!a.lookahead && a.ngram && !a.draft.empty())
+    fail("--ngram and --draft are two kinds of token speculation: give one (with --lookahead, --ngram runs inside the target's steps)");
+  if (a.width != 1)
+    fail("--width {}: only one drafted alternative per depth (--width 1) is implemented so far", a.width);
+  LookaheadOptions lo;
+  lo.depth = a.depth;
+  lo.steps.max_tokens = a.step_cap;
+  lo.steps.boundary = unescape(a.boundary);
+  if (a.lookahead && a.ngram) {
+    lo.spec_k = a.spec_k > 0 ? a.spec_k : 6;
+    lo.ngram_max = a.ngram_max;
+  }
+
   Forward fwd(*model, a.threads);
   const int ctx = resolve_ctx(a.ctx, c);
-  KvCache kv(c, ctx);
+  // Lookahead's branches are forks of the sequence: their pages come from the same pool.
+  auto kv_pool = std::make_shared<KvPool>(
+      c, KvPool::pages_for(a.lookahead ? lookahead_pool_tokens(ctx, lo) : ctx));
+  KvCache kv(kv_pool, ctx);
   Sampler sampler(a.sampling, c.n_vocab);
   TextStreamer streamer(tok, false);
   GenerateOptions opt;
@@ -85,28 +124,48 @@ void do_run(const RunArgs& a) {
   SpeculativeOptions so;
   if (!a.draft.empty()) {
     draft_model = Model::load(a.draft);
+    if (a.lookahead && !same_vocabulary(tok, draft_model->tokenizer()))
+      fail("--lookahead needs a draft model with the target's vocabulary; {} has another one", a.draft);
     const ModelConfig& dc = draft_model->config();
     draft_fwd = std::make_unique<Forward>(*draft_model, fwd.shared_pool());
     const int draft_ctx = std::min(ctx, dc.n_ctx_train > 0 ? dc.n_ctx_train : ctx);
     const bool same = same_vocabulary(tok, draft_model->tokenizer());
-    if (same) drafter = std::make_unique<ModelDrafter>(*draft_fwd, draft_ctx, a.sampling);
-    else drafter = std::make_unique<TextDrafter>(*draft_fwd, tok, draft_ctx);
+    // Lookahead drafts whole steps itself (runtime/lookahead.h); token speculation drafts tokens.
+    if (!a.lookahead) {
+      if (same) drafter = std::make_unique<ModelDrafter>(*draft_fwd, draft_ctx, a.sampling);
+      else drafter = std::make_unique<TextDrafter>(*draft_fwd, tok, draft_ctx);
+    }
     so.k_max = a.spec_k > 0 ? a.spec_k : 8;
     so.adaptive = !a.spec_fixed;
     if (!a.quiet)
       std::fprintf(stderr, "stepq: draft %s (%s, %d layers, %.0f MB)%s\n", a.draft.c_str(), arch_name(dc.arch),
                    dc.n_layer, draft_model->weight_bytes_per_token() / 1e6,
                    same ? "" : ", another vocabulary: drafts go through text");
-  } else if (a.ngram) {
+  } else if (a.ngram && !a.lookahead) {
     drafter = std::make_unique<NgramDrafter>(a.ngram_max);
     so.k_max = a.spec_k > 0 ? a.spec_k : 6;
     so.adaptive = !a.spec_fixed;
   }
   so.k_start = std::min(so.k_max, 4);
 
+  std::unique_ptr<StepVerifier> verifier;
+  std::unique_ptr<Model> judge_model;
+  if (a.lookahead) {
+    StepVerifierOptions vo;
+    vo.embed_model = a.embed_model.empty() ? default_embed_model() : a.embed_model;
+    vo.embed_threshold = a.embed_threshold;
+    if (!a.judge.empty()) judge_model = Model::load(a.judge);
+    vo.judge_model = judge_model ? judge_model.get() : model.get();
+    vo.pool = fwd.shared_pool();
+    verifier = make_step_verifier(a.verifier, vo);
+  }
+
   SpeculativeStats ss;
-  GenerateStats st = drafter ? speculative_generate(fwd, kv, sampler, tok, ids, opt, *drafter, so, ss, on_token)
-                             : generate(fwd, kv, sampler, tok, ids, opt, on_token);
+  LookaheadStats ls;
+  GenerateStats st =
+      a.lookahead ? lookahead_generate(fwd, kv, *draft_fwd, sampler, tok, ids, opt, *verifier, lo, ls, on_token)
+      : drafter   ? speculative_generate(fwd, kv, sampler, tok, ids, opt, *drafter, so, ss, on_token)
+                  : generate(fwd, kv, sampler, tok, ids, opt, on_token);
   std::string rest = streamer.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
@@ -116,6 +175,26 @@ void do_run(const RunArgs& a) {
                  st.n_prompt, st.prompt_seconds, st.n_prompt / std::max(st.prompt_seconds, 1e-9), st.n_generated,
                  st.generate_seconds, st.n_generated / std::max(st.generate_seconds, 1e-9),
                  st.stopped_by_context ? " [context full]" : "");
+  if (a.lookahead && !a.quiet) {
+    const StepVerifierStats& vs = verifier->stats();
+    std::string per_depth;
+    for (size_t i = 0; i < ls.kept_at_depth.size(); i++)
+      per_depth += fmt::format(" {}:{}/{}", i + 1, ls.kept_at_depth[i], ls.rounds);
+    std::fprintf(stderr,
+                 "stepq: lookahead (depth %d, verifier %s%s): %d rounds, drafted steps %d, kept %d (%d identical to "
+                 "the target's, %d not eligible), target steps %d\n",
+                 lo.depth, verifier->name().c_str(), lo.spec_k ? fmt::format(", n-gram k {}", lo.spec_k).c_str() : "",
+                 ls.rounds, ls.drafted_steps, ls.kept_steps, ls.identical_steps, ls.ineligible_steps, ls.target_steps);
+    std::fprintf(stderr, "stepq: kept drafted steps by depth:%s\n", per_depth.c_str());
+    std::fprintf(stderr,
+                 "stepq: target forwards %d (%.3f per token), draft forwards %d; verifier calls %lld (model calls "
+                 "%lld, %.2f s); draft %.2f s, target %.2f s\n",
+                 ls.target_forwards, (double)ls.target_forwards / std::max(1, st.n_generated), ls.draft_forwards,
+                 (long long)vs.calls, (long long)vs.model_calls, vs.seconds, ls.draft_seconds, ls.target_seconds);
+    if (lo.spec_k)
+      std::fprintf(stderr, "stepq: token speculation in target steps: drafted %d, accepted %d\n", ls.spec_drafted,
+                   ls.spec_accepted);
+  }
   if (drafter && !a.quiet) {
     std::fprintf(stderr,
                  "stepq: speculative (%s, k %s %d): %d rounds, drafted %d, accepted %d (%.1f%%), "
@@ -153,12 +232,28 @@ void add_run(CLI::App& app) {
   auto* g = c->add_option_group("Speculative decoding", "lossless: greedy output and sampled distributions are the target's own");
   CLI::Option* draft = g->add_option("--draft", a->draft, "Draft model (GGUF) proposing tokens for this model to verify")
       ->check(CLI::ExistingFile);
-  g->add_flag("--ngram", a->ngram, "Propose the tokens that followed the last n-gram earlier in the context (no draft model)")
-      ->excludes(draft);
+  (void)draft;
+  g->add_flag("--ngram", a->ngram, "Propose the tokens that followed the last n-gram earlier in the context (no draft model; "
+              "with --lookahead: inside the target's steps)");
   g->add_option("--spec-k", a->spec_k, "Drafted tokens per round at most (default: 8 with --draft, 6 with --ngram)")
       ->check(CLI::Range(1, 64));
   g->add_option("--ngram-max", a->ngram_max, "Longest n-gram matched with --ngram")->capture_default_str()->check(CLI::Range(1, 16));
   g->add_flag("--spec-fixed", a->spec_fixed, "Always draft --spec-k tokens (default: choose k each round from the measured acceptance rate and costs)");
+  auto* l = c->add_option_group("Lookahead Reasoning",
+                                "step-level speculation: the --draft model writes the next steps, the target checks them");
+  l->add_flag("--lookahead", a->lookahead, "Draft whole reasoning steps ahead (needs --draft with the same vocabulary)");
+  l->add_option("--depth", a->depth, "Steps the draft runs ahead per round")->capture_default_str()->check(CLI::Range(1, 16));
+  l->add_option("--width", a->width, "Drafted alternatives per depth")->capture_default_str()->check(CLI::Range(1, 8));
+  l->add_option("--verifier", a->verifier, "exact (normalized text), embed (MiniLM cosine) or judge (an LLM)")
+      ->capture_default_str()->check(CLI::IsMember({"exact", "embed", "judge"}));
+  l->add_option("--judge", a->judge, "Judge model for --verifier judge (default: the target)")->check(CLI::ExistingFile);
+  l->add_option("--embed-model", a->embed_model,
+                "BERT folder for --verifier embed (default: all-MiniLM-L6-v2 in ~/.cache/stepq/models)");
+  l->add_option("--embed-threshold", a->embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
+      ->capture_default_str()->check(CLI::Range(-1.0, 1.0));
+  l->add_option("--step-boundary", a->boundary, "Text that ends a step (\\n = newline)")->capture_default_str();
+  l->add_option("--step-cap", a->step_cap, "Tokens after which a step ends without a boundary")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
   c->callback([a] { do_run(*a); });
 }
 

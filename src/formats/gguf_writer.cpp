@@ -261,69 +261,41 @@ const GgufValue* GgufWriter::find_kv(std::string_view key) const {
 }
 
 namespace {
-GgufValue int_value(GgufType t, int64_t v) {
+// A value of type t holding v (the alternative of GgufValue::v that t reads).
+template <typename V>
+GgufValue value(GgufType t, V v) {
   GgufValue g;
   g.type = t;
-  g.v = v;
+  g.v = std::move(v);
   return g;
 }
+GgufValue array(GgufArray a) { return value(GgufType::ARRAY, std::move(a)); }
 template <typename T>
 GgufValue int_array(GgufType et, std::span<const T> v) {
   GgufArray a;
   a.elem_type = et;
   a.ints.assign(v.begin(), v.end());
-  GgufValue g;
-  g.type = GgufType::ARRAY;
-  g.v = std::move(a);
-  return g;
+  return array(std::move(a));
 }
 }  // namespace
 
-void GgufWriter::add_string(std::string key, std::string v) {
-  GgufValue g;
-  g.type = GgufType::STRING;
-  g.v = std::move(v);
-  add_kv(std::move(key), std::move(g));
-}
-void GgufWriter::add_bool(std::string key, bool v) {
-  GgufValue g;
-  g.type = GgufType::BOOL;
-  g.v = v;
-  add_kv(std::move(key), std::move(g));
-}
-void GgufWriter::add_u8(std::string key, uint8_t v) { add_kv(std::move(key), int_value(GgufType::U8, v)); }
-void GgufWriter::add_i8(std::string key, int8_t v) { add_kv(std::move(key), int_value(GgufType::I8, v)); }
-void GgufWriter::add_u16(std::string key, uint16_t v) { add_kv(std::move(key), int_value(GgufType::U16, v)); }
-void GgufWriter::add_i16(std::string key, int16_t v) { add_kv(std::move(key), int_value(GgufType::I16, v)); }
-void GgufWriter::add_u32(std::string key, uint32_t v) { add_kv(std::move(key), int_value(GgufType::U32, v)); }
-void GgufWriter::add_i32(std::string key, int32_t v) { add_kv(std::move(key), int_value(GgufType::I32, v)); }
-void GgufWriter::add_i64(std::string key, int64_t v) { add_kv(std::move(key), int_value(GgufType::I64, v)); }
-void GgufWriter::add_u64(std::string key, uint64_t v) {
-  GgufValue g;
-  g.type = GgufType::U64;
-  g.v = v;
-  add_kv(std::move(key), std::move(g));
-}
-void GgufWriter::add_f32(std::string key, float v) {
-  GgufValue g;
-  g.type = GgufType::F32;
-  g.v = (double)v;
-  add_kv(std::move(key), std::move(g));
-}
-void GgufWriter::add_f64(std::string key, double v) {
-  GgufValue g;
-  g.type = GgufType::F64;
-  g.v = v;
-  add_kv(std::move(key), std::move(g));
-}
+void GgufWriter::add_string(std::string key, std::string v) { add_kv(std::move(key), value(GgufType::STRING, std::move(v))); }
+void GgufWriter::add_bool(std::string key, bool v) { add_kv(std::move(key), value(GgufType::BOOL, v)); }
+void GgufWriter::add_u8(std::string key, uint8_t v) { add_kv(std::move(key), value(GgufType::U8, (int64_t)v)); }
+void GgufWriter::add_i8(std::string key, int8_t v) { add_kv(std::move(key), value(GgufType::I8, (int64_t)v)); }
+void GgufWriter::add_u16(std::string key, uint16_t v) { add_kv(std::move(key), value(GgufType::U16, (int64_t)v)); }
+void GgufWriter::add_i16(std::string key, int16_t v) { add_kv(std::move(key), value(GgufType::I16, (int64_t)v)); }
+void GgufWriter::add_u32(std::string key, uint32_t v) { add_kv(std::move(key), value(GgufType::U32, (int64_t)v)); }
+void GgufWriter::add_i32(std::string key, int32_t v) { add_kv(std::move(key), value(GgufType::I32, (int64_t)v)); }
+void GgufWriter::add_i64(std::string key, int64_t v) { add_kv(std::move(key), value(GgufType::I64, v)); }
+void GgufWriter::add_u64(std::string key, uint64_t v) { add_kv(std::move(key), value(GgufType::U64, v)); }
+void GgufWriter::add_f32(std::string key, float v) { add_kv(std::move(key), value(GgufType::F32, (double)v)); }
+void GgufWriter::add_f64(std::string key, double v) { add_kv(std::move(key), value(GgufType::F64, v)); }
 void GgufWriter::add_string_array(std::string key, std::vector<std::string> v) {
   GgufArray a;
   a.elem_type = GgufType::STRING;
   a.strings = std::move(v);
-  GgufValue g;
-  g.type = GgufType::ARRAY;
-  g.v = std::move(a);
-  add_kv(std::move(key), std::move(g));
+  add_kv(std::move(key), array(std::move(a)));
 }
 void GgufWriter::add_i32_array(std::string key, std::span<const int32_t> v) {
   add_kv(std::move(key), int_array(GgufType::I32, v));
@@ -338,10 +310,7 @@ void GgufWriter::add_f32_array(std::string key, std::span<const float> v) {
   GgufArray a;
   a.elem_type = GgufType::F32;
   a.floats.assign(v.begin(), v.end());
-  GgufValue g;
-  g.type = GgufType::ARRAY;
-  g.v = std::move(a);
-  add_kv(std::move(key), std::move(g));
+  add_kv(std::move(key), array(std::move(a)));
 }
 
 void GgufWriter::add_tensor(std::string name, std::span<const int64_t> ne, QType type) {

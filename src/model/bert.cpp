@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -10,10 +9,11 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
-#include "base/fp16.h"
 #include "base/thread_pool.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "kernels/cpu/quant_types.h"
+#include "model/model.h"
 #include "tokenizer/wordpiece.h"
 
 namespace stepq {
@@ -105,47 +105,72 @@ const WordPieceTokenizer& BertModel::tokenizer() const {
   return *tok_;
 }
 
-std::unique_ptr<BertModel> BertModel::load(const std::string& dir) {
-  const char* expect = "a Hugging Face BERT folder holds config.json, model.safetensors and tokenizer.json";
+std::unique_ptr<BertModel> BertModel::load(const std::string& path) {
+  const char* expect =
+      "give a Hugging Face BERT folder (config.json, model.safetensors, tokenizer.json) or the stepq-bert GGUF "
+      "that stepq quantize makes of one";
   std::error_code ec;
-  if (!fs::exists(dir, ec)) fail("{}: no such folder ({})", dir, expect);
-  if (!fs::is_directory(dir, ec)) fail("{}: not a folder ({})", dir, expect);
-  const fs::path d(dir);
-  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
-    if (!fs::exists(d / f, ec)) fail("{}: no {} in this folder ({})", dir, f, expect);
-
-  BertConfig c = BertConfig::from_json(read_text((d / "config.json").string()), (d / "config.json").string());
-  try {
-    read_sentence_transformers(d, c);
-  } catch (const json::exception& e) {
-    fail("{}: a sentence-transformers file has a field of the wrong type: {}", dir, e.what());
+  if (!fs::exists(path, ec)) fail("{}: no such folder or file ({})", path, expect);
+  std::unique_ptr<BertModel> m(new BertModel());
+  Texts tx;
+  if (fs::is_directory(path, ec)) {
+    const fs::path d(path);
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+      if (!fs::exists(d / f, ec)) fail("{}: no {} in this folder ({})", path, f, expect);
+    for (size_t i = 0; i < kNumBertTextFiles; i++) {
+      const fs::path f = d / kBertTextFiles[i].file;
+      tx.what[i] = f.string();
+      if (fs::exists(f, ec)) tx.text[i] = read_text(f.string());
+    }
+  } else {
+    m->gguf_ = GgufFile::open(path);
+    const std::string arch = m->gguf_->get_string("general.architecture", "");
+    if (arch != kBertGgufArchitecture)
+      fail("{}: general.architecture is '{}', not '{}': a BERT model is read from a Hugging Face folder or from the "
+           "GGUF stepq quantize writes for one (stepq quantize -m BERT_FOLDER -o OUT.gguf)",
+           path, arch, kBertGgufArchitecture);
+    for (size_t i = 0; i < kNumBertTextFiles; i++) {
+      const BertTextFile& f = kBertTextFiles[i];
+      tx.what[i] = fmt::format("{} ({}, the folder's {})", path, f.key, f.file);
+      if (m->gguf_->has(f.key)) tx.text[i] = m->gguf_->get_string(f.key);
+      else if (f.required) fail("{}: no '{}' (a stepq-bert GGUF holds the folder's {} there)", path, f.key, f.file);
+    }
   }
-  auto m = from_parts(c, SafetensorsFile::open((d / "model.safetensors").string()));
-  m->tok_ = WordPieceTokenizer::from_file((d / "tokenizer.json").string());
+
+  BertConfig c = BertConfig::from_json(*tx.text[0], tx.what[0]);
+  try {
+    read_sentence_transformers(tx, c);
+  } catch (const json::exception& e) {
+    fail("{}: a sentence-transformers file has a field of the wrong type: {}", path, e.what());
+  }
+  // A folder's weights are opened once its config is known good (a bad config is the clearer error).
+  if (!m->gguf_) m->st_ = SafetensorsFile::open((fs::path(path) / "model.safetensors").string());
+  m->cfg_ = c;
+  m->bind();
+  m->tok_ = WordPieceTokenizer::from_json(*tx.text[1], tx.what[1]);
   if (m->tok_->n_vocab() > c.vocab)
-    fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", dir, m->tok_->n_vocab(), c.vocab);
+    fail("{}: the tokenizer has {} tokens but the model's vocab_size is {}", path, m->tok_->n_vocab(), c.vocab);
   return m;
 }
 
 // sentence-transformers' files, when present: the truncation length, and the pooling this class implements.
-void BertModel::read_sentence_transformers(const std::filesystem::path& d, BertConfig& c) {
-  std::error_code ec;
-  const fs::path sbert = d / "sentence_bert_config.json";
-  if (fs::exists(sbert, ec)) {
-    json j = parse_json(read_text(sbert.string()), sbert.string());
+void BertModel::read_sentence_transformers(const Texts& tx, BertConfig& c) {
+  if (const auto& sbert = tx.text[2]) {
+    const std::string& what = tx.what[2];
+    json j = parse_json(*sbert, what);
     if (j.is_object() && j.contains("max_seq_length")) {
       if (!j["max_seq_length"].is_number_integer() || j["max_seq_length"].get<int64_t>() < 2)
-        fail("{}: max_seq_length must be an integer >= 2", sbert.string());
+        fail("{}: max_seq_length must be an integer >= 2", what);
       c.max_seq_len = (int)std::min<int64_t>(c.max_position, j["max_seq_length"].get<int64_t>());
     }
   }
-  const fs::path pool = d / "1_Pooling" / "config.json";
-  if (fs::exists(pool, ec)) {
-    json j = parse_json(read_text(pool.string()), pool.string());
+  if (const auto& pool = tx.text[3]) {
+    const std::string& what = tx.what[3];
+    json j = parse_json(*pool, what);
     if (!j.is_object() || !j.value("pooling_mode_mean_tokens", false))
-      fail("{}: only mean pooling (pooling_mode_mean_tokens) is supported", pool.string());
+      fail("{}: only mean pooling (pooling_mode_mean_tokens) is supported", what);
     for (const char* k : {"pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens"})
-      if (j.value(k, false)) fail("{}: {} is not supported (only mean pooling)", pool.string(), k);
+      if (j.value(k, false)) fail("{}: {} is not supported (only mean pooling)", what, k);
   }
 }
 
@@ -157,50 +182,93 @@ std::unique_ptr<BertModel> BertModel::from_parts(const BertConfig& c, std::uniqu
   return m;
 }
 
-// A tensor of the expected shape as f32: in place when it is F32 and 4-byte aligned, else an
-// owned converted copy (F16, BF16, or F32 at an odd offset: the format promises no alignment).
-const float* BertModel::f32(const std::string& name, std::initializer_list<int64_t> shape) {
-  const SafetensorsTensor* t = st_->tensor(prefix_ + name);
-  if (!t) fail("{}: tensor '{}' is missing (not a BERT checkpoint?)", st_->path(), prefix_ + name);
+const std::string& BertModel::weights_path() const { return st_ ? st_->path() : gguf_->path(); }
+
+std::optional<BertModel::TensorRef> BertModel::find(const std::string& name) const {
+  TensorRef r;
+  r.name = name;
+  if (st_) {
+    const SafetensorsTensor* t = st_->tensor(name);
+    if (!t) return std::nullopt;
+    r.shape = t->shape;
+    r.data = t->data;
+    switch (t->dtype) {
+      case StDtype::F32: r.type = QType::F32; break;
+      case StDtype::F16: r.type = QType::F16; break;
+      case StDtype::BF16: r.type = QType::BF16; break;
+      default: r.unsupported = st_dtype_name(t->dtype);
+    }
+  } else {
+    const GgufTensorInfo* t = gguf_->tensor(name);
+    if (!t) return std::nullopt;
+    for (int d = t->n_dims - 1; d >= 0; d--) r.shape.push_back(t->ne[d]);
+    r.type = t->type;
+    r.data = t->data;
+  }
+  return r;
+}
+
+// The tensor `name` (after the prefix), which must exist with this shape (Hugging Face order).
+BertModel::TensorRef BertModel::tensor(const std::string& name, std::initializer_list<int64_t> shape) const {
+  std::optional<TensorRef> t = find(prefix_ + name);
+  if (!t) fail("{}: tensor '{}' is missing (not a BERT checkpoint?)", weights_path(), prefix_ + name);
   if (!std::equal(t->shape.begin(), t->shape.end(), shape.begin(), shape.end())) {
     std::string want, got;
     for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
     for (int64_t d : t->shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
-    fail("{}: tensor '{}' has shape [{}], config.json implies [{}]", st_->path(), t->name, got, want);
+    fail("{}: tensor '{}' has shape [{}], config.json implies [{}]", weights_path(), t->name, got, want);
   }
-  const size_t n = (size_t)t->n_elements();
-  if (t->dtype == StDtype::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
-    return reinterpret_cast<const float*>(t->data);
-  if (t->dtype != StDtype::F32 && t->dtype != StDtype::F16 && t->dtype != StDtype::BF16)
-    fail("{}: tensor '{}' is {}; stepq's BERT reads F32, F16 and BF16", st_->path(), t->name, st_dtype_name(t->dtype));
-  std::vector<float>& v = owned_.emplace_back(n);
-  for (size_t i = 0; i < n; i++) {
-    if (t->dtype == StDtype::F32) {
-      std::memcpy(&v[i], t->data + 4 * i, 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, t->data + 2 * i, 2);
-      v[i] = t->dtype == StDtype::F16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
-    }
+  if (t->unsupported)
+    fail("{}: tensor '{}' is {}; stepq's BERT reads F32, F16 and BF16", weights_path(), t->name, t->unsupported);
+  return *t;
+}
+
+// A tensor of the expected shape as f32: in place when it is F32 and 4-byte aligned, else an
+// owned converted copy (F16, BF16, a GGUF's other formats, or F32 at an odd offset: safetensors
+// promises no alignment).
+const float* BertModel::f32(const std::string& name, std::initializer_list<int64_t> shape) {
+  const TensorRef t = tensor(name, shape);
+  if (t.type == QType::F32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0)
+    return reinterpret_cast<const float*>(t.data);
+  int64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  // Rows are stored back to back, so the whole tensor converts as one row (its row length is a
+  // multiple of the block size: the GGUF reader checks that).
+  const size_t bytes = row_bytes(t.type, n);
+  std::vector<uint8_t> aligned;
+  const uint8_t* src = t.data;
+  if (reinterpret_cast<uintptr_t>(src) % alignof(float) != 0) {
+    aligned.assign(src, src + bytes);
+    src = aligned.data();
   }
+  std::vector<float>& v = owned_.emplace_back((size_t)n);
+  dequantize_row(t.type, src, v.data(), n);
   return v.data();
 }
 
+// From a folder, an f32 weight as the HF model computes it (F16/BF16 converted); from a GGUF,
+// the weight in its stored format, in place, with its MiLo compensator if the file has one.
 Linear BertModel::linear(const std::string& prefix, int64_t out, int64_t in) {
   Linear L;
-  L.type = QType::F32;
   L.in = in;
   L.out = out;
-  L.data = reinterpret_cast<const uint8_t*>(f32(prefix + ".weight", {out, in}));
-  L.row_stride = (size_t)in * sizeof(float);
+  if (gguf_) {
+    const TensorRef t = tensor(prefix + ".weight", {out, in});
+    L.type = t.type;
+    L.data = t.data;
+    L.lowrank = bind_lowrank(*gguf_, prefix_ + prefix, in, out, -1, lowrank_);
+  } else {
+    L.type = QType::F32;
+    L.data = reinterpret_cast<const uint8_t*>(f32(prefix + ".weight", {out, in}));
+  }
+  L.row_stride = row_bytes(L.type, in);
   L.bias = f32(prefix + ".bias", {out});
   return L;
 }
 
 void BertModel::bind() {
   const BertConfig& c = cfg_;
-  if (!st_->tensor("embeddings.word_embeddings.weight") && st_->tensor("bert.embeddings.word_embeddings.weight"))
-    prefix_ = "bert.";
+  if (!find("embeddings.word_embeddings.weight") && find("bert.embeddings.word_embeddings.weight")) prefix_ = "bert.";
   const int64_t H = c.hidden, I = c.intermediate;
   word_ = f32("embeddings.word_embeddings.weight", {c.vocab, H});
   pos_ = f32("embeddings.position_embeddings.weight", {c.max_position, H});

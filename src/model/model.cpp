@@ -52,19 +52,20 @@ Linear Model::linear(const std::string& name, int64_t in, int64_t out, bool requ
   return l;
 }
 
-const LowRankLinear* Model::lowrank(const std::string& name, int64_t in, int64_t out, int expert) {
+const LowRankLinear* bind_lowrank(const GgufFile& file, const std::string& name, int64_t in, int64_t out, int expert,
+                                  std::deque<LowRankLinear>& store) {
   const std::string suffix = expert >= 0 ? "." + std::to_string(expert) : "";
-  const GgufTensorInfo* u = gguf_->tensor(name + ".milo_u" + suffix);
-  const GgufTensorInfo* v = gguf_->tensor(name + ".milo_v" + suffix);
+  const GgufTensorInfo* u = file.tensor(name + ".milo_u" + suffix);
+  const GgufTensorInfo* v = file.tensor(name + ".milo_v" + suffix);
   if (!u && !v) return nullptr;
   if (!u || !v)
-    fail("{}: '{}' has only one of its compensator tensors {}.milo_u{} and .milo_v{}", gguf_->path(), name, name,
+    fail("{}: '{}' has only one of its compensator tensors {}.milo_u{} and .milo_v{}", file.path(), name, name,
          suffix, suffix);
   const int64_t r = v->ne[1];
   if (v->n_dims != 2 || v->ne[0] != in || u->n_dims != 2 || u->ne[0] != r || u->ne[1] != out || r <= 0)
-    fail("{}: compensator of '{}' has shapes {} (U) and {} (V), expected [{}, {}] and [{}, {}]", gguf_->path(), name,
+    fail("{}: compensator of '{}' has shapes {} (U) and {} (V), expected [{}, {}] and [{}, {}]", file.path(), name,
          shape_str(*u), shape_str(*v), r, out, in, r);
-  LowRankLinear& lr = lowrank_.emplace_back();
+  LowRankLinear& lr = store.emplace_back();
   for (auto [t, L] : {std::pair{u, &lr.U}, std::pair{v, &lr.V}}) {
     L->type = t->type;
     L->in = t->ne[0];
@@ -73,6 +74,10 @@ const LowRankLinear* Model::lowrank(const std::string& name, int64_t in, int64_t
     L->row_stride = row_bytes(t->type, t->ne[0]);
   }
   return &lr;
+}
+
+const LowRankLinear* Model::lowrank(const std::string& name, int64_t in, int64_t out, int expert) {
+  return bind_lowrank(*gguf_, name, in, out, expert, lowrank_);
 }
 
 std::vector<Linear> Model::experts(const std::string& name, int64_t in, int64_t out, int64_t X) {

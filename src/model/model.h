@@ -13,6 +13,12 @@ namespace stepq {
 class GgufFile;
 class Tokenizer;
 
+// The MiLo compensator of weight `name` (in -> out): tensors <name>.milo_u / .milo_v of `file`,
+// with ".<e>" for expert e >= 0, bound in place into a new element of `store`; nullptr when the
+// file has none. Throws Error naming the file on half a pair or on shapes that do not fit.
+const LowRankLinear* bind_lowrank(const GgufFile& file, const std::string& name, int64_t in, int64_t out, int expert,
+                                  std::deque<LowRankLinear>& store);
+
 struct LayerWeights {
   const float* attn_norm = nullptr;      // (E)
   Linear wq, wk, wv, wo;                 // (E -> nh*hd), (E -> nkv*hd) x2, (nh*hd -> E)

@@ -13,11 +13,12 @@
 namespace stepq {
 
 QType hq_type(int bits, int group) {
+  if (bits == 3 && group == 32) return QType::HQ3_32;
   if (bits == 2 && group == 64) return QType::HQ2_64;
   if (bits == 3 && group == 64) return QType::HQ3_64;
   if (bits == 3 && group == 128) return QType::HQ3_128;
   if (bits == 4 && group == 64) return QType::HQ4_64;
-  fail("no packed format for {} bits with groups of {}; supported: --bits 3 --group 64|128, --bits 2|4 --group 64",
+  fail("no packed format for {} bits with groups of {}; supported: --bits 3 --group 32|64|128, --bits 2|4 --group 64",
        bits, group);
 }
 
@@ -52,6 +53,37 @@ GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
     for (int64_t g = g0; g < g1; g++) hqq_init_group(W + g * G, G, max_v, &scale[g], &zero[g]);
   });
 
+  if (p.meta_bits != 16 && p.meta_bits != 8) fail("hqq: scale/zero precision must be 16 or 8 bits, got {}", p.meta_bits);
+  const bool meta8 = p.meta_bits == 8;
+  const int64_t gpb = meta8 ? kMetaBlock / G : 0;  // groups per block of one D
+  if (meta8) {
+    // The stored scales first, so that the zero loop fits the zeros to them: per block of 128
+    // weights D = the largest d rounded up to fp16, each group's d = D·2^(−c/32).
+    if (kMetaBlock % G != 0 || cols % kMetaBlock != 0)
+      fail("hqq: 8-bit scales need groups dividing {} and rows that are a multiple of it (row {}, group {})",
+           kMetaBlock, cols, G);
+    q.sc.resize((size_t)n_groups);
+    q.zc.resize((size_t)n_groups);
+    q.D.resize((size_t)(n_groups / gpb));
+    pool.parallel_for(n_groups / gpb, std::max<int64_t>(1, grain / gpb), [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; b++) {
+        float dmax = 0;
+        for (int64_t g = b * gpb; g < (b + 1) * gpb; g++) dmax = std::max(dmax, 1.0f / scale[g]);
+        uint16_t h = fp32_to_fp16(dmax);
+        if (fp16_to_fp32(h) < dmax) h++;  // round up: every group's scale is D or below
+        q.D[b] = h;
+        const float D = fp16_to_fp32(h);
+        for (int64_t g = b * gpb; g < (b + 1) * gpb; g++) {
+          // The nearest code in log2 terms, then the exact stored value.
+          const float c = std::clamp(std::nearbyint(-32.0f * std::log2((1.0f / scale[g]) / D)), 0.0f, 255.0f);
+          q.sc[g] = (uint8_t)c;
+          q.d[g] = D * hq3_32_scale(q.sc[g]);
+          scale[g] = 1.0f / q.d[g];
+        }
+      }
+    });
+  }
+
   if (p.optimize) {
     double beta = p.beta, best = 1e4;
     for (int it = 0; it < p.iters; it++) {
@@ -73,9 +105,15 @@ GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
 
   pool.parallel_for(n_groups, grain, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; g++) {
+      if (meta8) {
+        q.zc[g] = (uint8_t)std::clamp(std::nearbyint((zero[g] + 4.0f) * 16.0f), 0.0f, 255.0f);
+        zero[g] = q.zc[g] / 16.0f - 4.0f;
+        q.z[g] = zero[g];
+      } else {
+        q.d[g] = fp16_to_fp32(fp32_to_fp16(1.0f / scale[g]));
+        q.z[g] = fp16_to_fp32(fp32_to_fp16(zero[g]));
+      }
       hqq_codes(W + g * G, G, max_v, scale[g], zero[g], q.codes.data() + g * G);
-      q.d[g] = fp16_to_fp32(fp32_to_fp16(1.0f / scale[g]));
-      q.z[g] = fp16_to_fp32(fp32_to_fp16(zero[g]));
     }
   });
   return q;
@@ -94,6 +132,13 @@ std::vector<uint8_t> hqq_pack(const GroupQuant& q) {
   const size_t rb = row_bytes(t, q.cols);
   std::vector<uint8_t> out(rb * (size_t)q.rows);
   const int64_t gpr = q.cols / q.group;
+  if (t == QType::HQ3_32) {
+    if (q.D.empty()) fail("hqq_pack: HQ3_32 needs 8-bit scales and zeros (HqqParams::meta_bits = 8)");
+    for (int64_t r = 0; r < q.rows; r++)
+      hq3_32_pack_row(q.codes.data() + r * q.cols, q.sc.data() + r * gpr, q.zc.data() + r * gpr,
+                      q.D.data() + r * (q.cols / kMetaBlock), q.cols, out.data() + rb * (size_t)r);
+    return out;
+  }
   for (int64_t r = 0; r < q.rows; r++)
     hq_pack_row(t, q.codes.data() + r * q.cols, q.d.data() + r * gpr, q.z.data() + r * gpr, q.cols,
                 out.data() + rb * (size_t)r);

@@ -29,15 +29,25 @@ struct HqqParams {
   bool optimize = true;  // false: RTN
   float lp_norm = 0.7f, beta = 10.0f, kappa = 1.01f;
   int iters = 20;
+  // Precision of the stored scale d and zero z. 16: fp16 each (HQ2_64, HQ3_64, HQ3_128, HQ4_64,
+  // as published). 8 (HQ3_32): per block of kMetaBlock weights an fp16 D, the block's largest
+  // scale rounded up; per group an 8-bit code for d = D·2^(−c/32) (relative step 2.2%), fixed
+  // before the zero loop, and one for z = c/16 − 4 (a 16th of a code), rounded after it; the
+  // codes are then those of the stored d and z.
+  int meta_bits = 16;
 };
 
 // A quantized (rows × cols) matrix before packing: one code per weight, d and z per group
 // (already rounded to fp16 values, as stored).
+constexpr int kMetaBlock = 128;  // weights per fp16 D with 8-bit scale codes (HQ3_32)
+
 struct GroupQuant {
   int64_t rows = 0, cols = 0;
   int bits = 3, group = 64;
   std::vector<uint8_t> codes;  // rows·cols
   std::vector<float> d, z;     // rows·cols/group
+  std::vector<uint8_t> sc, zc;  // with 8-bit scales and zeros: their codes (rows·cols/group)
+  std::vector<uint16_t> D;      // and the fp16 block maxima (rows·cols/kMetaBlock)
   int iterations = 0;          // proximal steps run (0 for RTN)
   double mean_abs_error = 0;   // mean |w − w_r| of the last step (HQQ), for logs
 };
@@ -48,7 +58,7 @@ GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
 // dst (rows × cols) = the weights the codes stand for: (q − z)·d in float32, as the kernels see them.
 void hqq_dequantize(const GroupQuant& q, float* dst);
 
-// The packed weight format for (bits, group): HQ2_64, HQ3_64, HQ3_128 or HQ4_64; fails with the
+// The packed weight format for (bits, group): HQ3_32, HQ2_64, HQ3_64, HQ3_128 or HQ4_64; fails with the
 // supported combinations otherwise.
 QType hq_type(int bits, int group);
 

@@ -67,7 +67,7 @@ MiloResult milo_quantize(const float* W, int64_t rows, int64_t cols, const MiloP
                          const std::function<void(int, double)>& log) {
   MiloResult best;
   const size_t n = (size_t)(rows * cols);
-  std::vector<float> target(W, W + n), R(n);
+  std::vector<float> target(W, W + n), R(n), best_R;
   best.weight_norm = frobenius(target);
   LowRank lr;
   double best_err = INFINITY;
@@ -94,16 +94,16 @@ MiloResult milo_quantize(const float* W, int64_t rows, int64_t cols, const MiloP
       best.q = std::move(q);
       best.lr = lr;
       best.best = it;
+      // The stored factors are refitted to the chosen codes' residual.
+      if (p.rank > 0 && p.lowrank_type != QType::F32) best_R = R;
     }
     if (it > 0 && !enough) break;
   }
   best.stored_error = best.errors[best.best];
   if (p.rank > 0 && p.lowrank_type != QType::F32) {
-    // The residual of the chosen codes, then the factors as they will be stored.
-    hqq_dequantize(best.q, R.data());
-    for (size_t i = 0; i < n; i++) R[i] = W[i] - R[i];
-    store_factors(R, best.lr, p.lowrank_type, best);
-    best.stored_error = residual_norm(R.data(), best.lr);
+    // The factors as they will be stored, refitted to the chosen codes' residual.
+    store_factors(best_R, best.lr, p.lowrank_type, best);
+    best.stored_error = residual_norm(best_R.data(), best.lr);
   }
   return best;
 }

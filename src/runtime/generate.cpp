@@ -39,6 +39,43 @@ std::span<const float> prefill(Forward& fwd, KvCache& kv, Sampler& sampler, std:
   return logits;
 }
 
+CacheSync sync_cache(Forward& fwd, KvCache& kv, std::vector<int32_t>& seen, std::span<const int32_t> h) {
+  if (h.empty()) fail("sync_cache: an empty history has no logits");
+  size_t common = 0;
+  while (common < seen.size() && common < h.size() && seen[common] == h[common]) common++;
+  common = std::min(common, h.size() - 1);
+  kv.truncate((int)common);
+  seen.resize(common);
+  CacheSync r;
+  constexpr size_t kChunk = 512;
+  for (size_t i = common; i < h.size(); i += kChunk) {
+    const size_t n = std::min(kChunk, h.size() - i);
+    SequenceInput in{&kv, h.subspan(i, n), false};
+    r.logits = fwd.run({&in, 1});
+    r.forwards++;
+  }
+  seen.insert(seen.end(), h.begin() + (ptrdiff_t)common, h.end());
+  r.fed = (int)(h.size() - common);
+  return r;
+}
+
+bool emit_token(int32_t t, std::vector<int32_t>& history, const Tokenizer& tok, const GenerateOptions& opt,
+                int capacity, GenerateStats& st, FunctionRef<bool(int32_t)> on_token) {
+  st.n_generated++;
+  history.push_back(t);
+  if (!on_token(t)) return false;
+  if (tok.is_eog(t) && !opt.ignore_eos) {
+    st.stopped_by_eog = true;
+    return false;
+  }
+  if (opt.n_predict >= 0 && st.n_generated >= opt.n_predict) return false;
+  if ((int64_t)history.size() - 1 >= capacity) {  // as generate(): full, the last token still to feed
+    st.stopped_by_context = true;
+    return false;
+  }
+  return true;
+}
+
 GenerateStats generate(Forward& fwd, KvCache& kv, Sampler& sampler, const Tokenizer& tok,
                        std::span<const int32_t> prompt, const GenerateOptions& opt,
                        FunctionRef<bool(int32_t)> on_token) {

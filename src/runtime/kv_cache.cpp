@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <utility>
 
 #include "base/error.h"
 #include "model/config.h"
@@ -92,6 +93,13 @@ void KvCache::truncate(int n) {
     pages_.pop_back();
   }
   length_ = n;
+}
+
+void KvCache::swap(KvCache& o) {
+  if (o.pool_ != pool_) fail("KV cache: swap needs two sequences of the same pool");
+  std::swap(pages_, o.pages_);
+  std::swap(length_, o.length_);
+  std::swap(max_length_, o.max_length_);
 }
 
 int64_t KvCache::pages_needed(int n) const {

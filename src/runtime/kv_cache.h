@@ -93,6 +93,9 @@ class KvCache {
   std::unique_ptr<KvCache> fork() const;
   // Roll back to n tokens (n <= length); frees the pages wholly beyond n.
   void truncate(int n);
+  // Exchanges contents (pages and length) with another sequence of the same pool: the fork that
+  // won (Lookahead Reasoning's branches) becomes this sequence, the other one is freed with it.
+  void swap(KvCache& other);
 
   // For the forward: pages that prepare(n) would take from the pool (new pages plus a copy of a
   // shared page); then prepare(n) makes positions [length, n) writable; set_length(n) after

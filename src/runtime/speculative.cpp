@@ -19,20 +19,11 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Drops what is not well-formed UTF-8 (a multi-byte character cut by a token boundary), so that
-// text decoded from a span of tokens can be encoded by another tokenizer.
+// Drops what is not well-formed UTF-8 (unicode::append_well_formed).
 std::string well_formed(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = unicode::utf8_sequence_length(s.substr(i));
-    if (n == 0) {
-      i += unicode::utf8_maximal_subpart(s.substr(i));
-      continue;
-    }
-    out.append(s.substr(i, n));
-    i += n;
-  }
+  unicode::append_well_formed(out, s);
   return out;
 }
 
@@ -78,21 +69,9 @@ ModelDrafter::~ModelDrafter() = default;
 std::string ModelDrafter::name() const { return "draft model"; }
 
 std::span<const float> ModelDrafter::sync(std::span<const int32_t> h) {
-  size_t common = 0;
-  while (common < seen_.size() && common < h.size() && seen_[common] == h[common]) common++;
-  common = std::min(common, h.size() - 1);
-  kv_->truncate((int)common);
-  seen_.resize(common);
-  std::span<const float> logits;
-  constexpr size_t kChunk = 512;
-  for (size_t i = common; i < h.size(); i += kChunk) {
-    const size_t n = std::min(kChunk, h.size() - i);
-    SequenceInput in{kv_.get(), h.subspan(i, n), false};
-    logits = fwd_.run({&in, 1});
-  }
-  seen_.insert(seen_.end(), h.begin() + common, h.end());
-  last_catch_up_ = (int)(h.size() - common);
-  return logits;
+  const CacheSync r = sync_cache(fwd_, *kv_, seen_, h);
+  last_catch_up_ = r.fed;
+  return r.logits;
 }
 
 void ModelDrafter::prefill(std::span<const int32_t> prompt) {
@@ -365,24 +344,7 @@ GenerateStats speculative_generate(Forward& target, KvCache& kv, Sampler& sample
   for (;;) {
     bool stop = false;
     for (int32_t t : emit) {
-      st.n_generated++;
-      history.push_back(t);
-      if (!on_token(t)) {
-        stop = true;
-        break;
-      }
-      if (tok.is_eog(t) && !opt.ignore_eos) {
-        st.stopped_by_eog = true;
-        stop = true;
-        break;
-      }
-      if (opt.n_predict >= 0 && st.n_generated >= opt.n_predict) {
-        stop = true;
-        break;
-      }
-      // generate() stops once the cache is full with the last emitted token still to be fed.
-      if ((int64_t)history.size() - 1 >= kv.capacity()) {
-        st.stopped_by_context = true;
+      if (!emit_token(t, history, tok, opt, kv.capacity(), st, on_token)) {
         stop = true;
         break;
       }

@@ -20,4 +20,10 @@ ResolvedChatTemplate resolve_chat_template(const GgufFile& f, const Tokenizer& t
 // when it is configured to, so a leading BOS text from the template is dropped (as llama.cpp does).
 std::string strip_template_bos(const std::string& rendered, const Tokenizer& tok);
 
+// `user` (and `system`, if not empty) wrapped in the model's chat template, or the default one
+// for its family when the file has none (*origin says which: "model" or the family), with the
+// assistant turn opened: ready to be encoded with special-token text parsed.
+std::string chat_prompt(const GgufFile& f, const Tokenizer& tok, const std::string& user, const std::string& system,
+                        std::string* origin = nullptr);
+
 }  // namespace stepq

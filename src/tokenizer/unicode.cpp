@@ -77,6 +77,18 @@ size_t utf8_maximal_subpart(std::string_view s) {
   return l.len == 0 ? 1 : matching_prefix(s, l);
 }
 
+void append_well_formed(std::string& out, std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence_length(s.substr(i));
+    if (n == 0) {
+      i += utf8_maximal_subpart(s.substr(i));
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+}
+
 void validate_utf8(std::string_view s, std::string_view what) {
   size_t i = 0;
   while (i < s.size()) {

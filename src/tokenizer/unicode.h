@@ -37,6 +37,11 @@ bool utf8_is_incomplete_prefix(std::string_view s);
 // subpart" of Unicode §3.9: a lead byte and the continuation bytes that still fit it, or 1).
 size_t utf8_maximal_subpart(std::string_view s);
 
+// Appends the well-formed sequences of `s` to `out`, dropping what is not well-formed (a
+// multi-byte character cut by a token boundary), so that text decoded from a span of tokens can
+// be encoded by a tokenizer that refuses invalid UTF-8.
+void append_well_formed(std::string& out, std::string_view s);
+
 // Appends the UTF-8 encoding of `cp` (<= U+10FFFF).
 void append_utf8(std::string& out, uint32_t cp);
 

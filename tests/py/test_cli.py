@@ -114,8 +114,23 @@ r = stepq("run", "-m", SMOL, "-p", "hi", "--draft", "/nonexistent.gguf")
 check(r.returncode != 0 and "nonexistent" in r.stderr, "missing draft file is named", r)
 r = stepq("run", "-m", SMOL, "-p", "hi", "--ngram", "--spec-k", "0")
 check(r.returncode != 0 and "spec-k" in r.stderr, "bad --spec-k is refused", r)
-r = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL)
-r2 = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL)
-check(r.returncode == 0 and r.stdout == r2.stdout, "sampled speculative output is reproducible for a seed", r)
+# With adaptive k the draws depend on the k chosen from measured timings; a fixed k makes a
+# seed's sampled output reproducible.
+r = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL, "--spec-fixed")
+r2 = stepq("run", "-m", SMOL, "-p", code, "-n", "30", "--temp", "0.8", "--seed", "3", "--draft", SMOL, "--spec-fixed")
+check(r.returncode == 0 and r.stdout == r2.stdout, "sampled speculative output (fixed k) is reproducible for a seed", r)
+
+# Lookahead Reasoning from the command line: greedy output is the plain one; flags checked.
+for extra, what in [([], "exact verifier"), (["--ngram", "--depth", "2", "--step-cap", "8"], "n-gram inside steps"),
+                    (["--verifier", "judge", "--step-boundary", "\\n"], "judge verifier, newline steps")]:
+    r = stepq("run", "-m", SMOL, "-p", code, "-n", "40", "--temp", "0", "--draft", SMOL, "--lookahead", *extra)
+    check(r.returncode == 0 and r.stdout == plain.stdout and "kept drafted steps by depth" in r.stderr,
+          f"lookahead ({what}): same text as plain greedy, statistics printed", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead")
+check(r.returncode != 0 and "--draft" in r.stderr, "--lookahead without --draft: clear error", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead", "--draft", GEMMA)
+check(r.returncode != 0 and "vocabulary" in r.stderr, "--lookahead with another vocabulary: clear error", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead", "--draft", SMOL, "--verifier", "oracle")
+check(r.returncode != 0 and "verifier" in r.stderr, "unknown --verifier is refused", r)
 
 finish("CLI")

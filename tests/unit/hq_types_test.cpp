@@ -6,20 +6,26 @@
 // - quantize_weight_row (F16, Q4_0, Q8_0, S3_32): within half a step of the input (a step at
 //   the clamped end), Q4_0 / S3_32 bytes equal a straightforward re-implementation of ggml's
 //   reference rule; other types are refused.
+// - HQ3_32 (per-32 byte-coded scales and zeros): hq3_32_pack_row → dequantize_row gives the
+//   documented formula for every sc and zc code, the bytes follow the layout, every ISA's
+//   vec_dot matches the scalar reference, which matches a double-precision dot.
 // - matmul over HQ Linears against the dequantized weights.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "base/cpu_features.h"
 #include "base/error.h"
 #include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/quant_dispatch.h"
 #include "kernels/cpu/quant_types.h"
 #include "quant_test_util.h"
 
@@ -112,6 +118,129 @@ TEST(HqTypes, PackRefusesBadCodesAndTypes) {
   EXPECT_THROW(hq_pack_row(QType::HQ3_64, codes.data(), d.data(), z.data(), 96, out.data()), Error);  // not whole blocks
   EXPECT_THROW(hq_pack_row(QType::Q4_0, codes.data(), d.data(), z.data(), 64, out.data()), Error);
   EXPECT_THROW(hq_pack_row(QType::S3_32, codes.data(), d.data(), z.data(), 64, out.data()), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HQ3_32
+
+struct PackedHQ3_32 {
+  std::vector<uint8_t> codes, sc, zc, bytes;
+  std::vector<uint16_t> D;
+};
+
+// Random codes; sc and zc the codes 0..255 in a random order, repeated (so that any 256 groups,
+// n = 8192, hold every value of each); D of either sign, magnitudes like real models'.
+PackedHQ3_32 random_hq3_32(int64_t n, std::mt19937& rng) {
+  PackedHQ3_32 p;
+  std::uniform_int_distribution<int> code(0, 7), byte(0, 255);
+  std::uniform_real_distribution<float> mag(1e-3f, 3e-2f);
+  for (int64_t i = 0; i < n; i++) p.codes.push_back((uint8_t)code(rng));
+  std::vector<uint8_t> perm_s(256), perm_z(256);
+  for (int c = 0; c < 256; c++) perm_s[c] = perm_z[c] = (uint8_t)c;
+  std::shuffle(perm_s.begin(), perm_s.end(), rng);
+  std::shuffle(perm_z.begin(), perm_z.end(), rng);
+  for (int64_t g = 0; g < n / 32; g++) p.sc.push_back(perm_s[g % 256]), p.zc.push_back(perm_z[g % 256]);
+  for (int64_t b = 0; b < n / 128; b++) p.D.push_back(fp32_to_fp16((byte(rng) & 1 ? -1 : 1) * mag(rng)));
+  p.bytes.assign(row_bytes(QType::HQ3_32, n), 0xA5);  // packing must not depend on what was there
+  hq3_32_pack_row(p.codes.data(), p.sc.data(), p.zc.data(), p.D.data(), n, p.bytes.data());
+  return p;
+}
+
+TEST(HqTypes, Hq3_32ScaleTableIsExp2) {
+  for (int c = 0; c < 256; c++) ASSERT_EQ(hq3_32_scale((uint8_t)c), std::exp2f(-c / 32.0f)) << c;
+  EXPECT_EQ(hq3_32_scale(0), 1.0f);
+  EXPECT_EQ(hq3_32_scale(32), 0.5f);
+}
+
+TEST(HqTypes, Hq3_32TypeInfo) {
+  EXPECT_EQ(qtype_from_name("HQ3_32"), QType::HQ3_32);
+  EXPECT_EQ((uint32_t)QType::HQ3_32, 53u);
+  EXPECT_EQ(qtype_info(QType::HQ3_32).block_size, 128);
+  EXPECT_EQ(qtype_info(QType::HQ3_32).vec_dot_type, QType::Q8_0);
+  EXPECT_EQ(row_bytes(QType::HQ3_32, 896), 7u * 58u);
+  EXPECT_EQ(sizeof(BlockHQ3_32), 58u);
+}
+
+// (q − (zc/16 − 4))·(D·2^(−sc/32)), in float as written, for every sc and zc code.
+TEST(HqTypes, Hq3_32DequantizeIsTheFormula) {
+  std::mt19937 rng(13);
+  for (int64_t n : {128, 896, 8192}) {
+    const PackedHQ3_32 p = random_hq3_32(n, rng);
+    std::vector<float> y(n);
+    dequantize_row(QType::HQ3_32, p.bytes.data(), y.data(), n);
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t g = i / 32;
+      const float d = fp16_to_fp32(p.D[i / 128]) * std::exp2f(-(int)p.sc[g] / 32.0f);
+      const float z = (float)p.zc[g] / 16.0f - 4.0f;
+      ASSERT_EQ(y[i], ((float)p.codes[i] - z) * d) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(HqTypes, Hq3_32PackedBytesFollowLayout) {
+  std::mt19937 rng(14);
+  const int64_t n = 3 * 128;
+  const PackedHQ3_32 p = random_hq3_32(n, rng);
+  for (int64_t b = 0; b < n / 128; b++) {
+    const uint8_t* blk = p.bytes.data() + b * 58;
+    uint16_t D;
+    std::memcpy(&D, blk, 2);
+    EXPECT_EQ(D, p.D[b]);
+    for (int g = 0; g < 4; g++) {
+      EXPECT_EQ(blk[2 + g], p.sc[4 * b + g]);
+      EXPECT_EQ(blk[6 + g], p.zc[4 * b + g]);
+    }
+    for (int i = 0; i < 128; i++) {  // chunk i / 64 at byte 10: ql[16], qh[8] as in HQ3_64
+      const uint8_t* c = blk + 10 + 24 * (i / 64);
+      const int e = i % 64;
+      uint64_t qh;
+      std::memcpy(&qh, c + 16, 8);
+      const int q = ((c[e % 16] >> (2 * (e / 16))) & 3) | (int)((qh >> e) & 1) << 2;
+      ASSERT_EQ(q, p.codes[b * 128 + i]) << "block " << b << " element " << i;
+    }
+  }
+}
+
+TEST(HqTypes, Hq3_32PackRefusesBadInput) {
+  std::vector<uint8_t> codes(256, 5), sc(8, 0), zc(8, 64), out(2 * 58);
+  std::vector<uint16_t> D(2, fp32_to_fp16(0.01f));
+  EXPECT_NO_THROW(hq3_32_pack_row(codes.data(), sc.data(), zc.data(), D.data(), 256, out.data()));
+  codes[200] = 8;
+  EXPECT_THROW(hq3_32_pack_row(codes.data(), sc.data(), zc.data(), D.data(), 256, out.data()), Error);
+  codes[200] = 0;
+  EXPECT_THROW(hq3_32_pack_row(codes.data(), sc.data(), zc.data(), D.data(), 192, out.data()), Error);
+  std::vector<float> d(4, 0.01f), z(4, 1.0f);
+  EXPECT_THROW(hq_pack_row(QType::HQ3_32, codes.data(), d.data(), z.data(), 256, out.data()), Error);
+}
+
+// Every ISA's vec_dot (indexed through dot_table, whatever STEPQ_ISA says) against the scalar
+// reference, and the reference against a double-precision dot of the dequantized rows, with
+// the tolerance of the generic dot tests (quant_test.cpp).
+TEST(HqTypes, Hq3_32VecDotMatchesReference) {
+  std::mt19937 rng(15);
+  std::vector<Isa> isas = {Isa::Scalar};
+  for (Isa isa : {Isa::Avx2, Isa::Avx512})
+    if ((int)isa <= (int)detected_isa()) isas.push_back(isa);
+  for (int64_t n : {128, 384, 896, 1536, 4864, 8960}) {
+    for (int rep = 0; rep < 3; rep++) {
+      const PackedHQ3_32 p = random_hq3_32(n, rng);
+      const std::vector<float> x = test::random_activations(n, rng);
+      std::vector<uint8_t> a(row_bytes(QType::Q8_0, n));
+      quantize_row(QType::Q8_0, x.data(), a.data(), n);
+      std::vector<float> wf(n), af(n);
+      dequantize_row(QType::HQ3_32, p.bytes.data(), wf.data(), n);
+      dequantize_row(QType::Q8_0, a.data(), af.data(), n);
+      double exact = 0, mag = 0;
+      for (int64_t i = 0; i < n; i++) exact += (double)wf[i] * af[i], mag += std::fabs((double)wf[i] * af[i]);
+      const float ref = vec_dot_ref(QType::HQ3_32, n, p.bytes.data(), a.data());
+      ASSERT_NEAR(ref, exact, 1e-5 * mag + 1e-30) << "n=" << n;
+      for (Isa isa : isas) {
+        const VecDotFn f = dot_table(isa).vec_dot[(uint32_t)QType::HQ3_32];
+        ASSERT_NE(f, nullptr) << isa_name(isa);
+        EXPECT_NEAR(f(n, p.bytes.data(), a.data()), ref, 1e-5 * mag + 1e-30) << isa_name(isa) << " n=" << n;
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,7 +374,7 @@ TEST(HqTypes, MatmulMatchesDequantizedReference) {
   std::mt19937 rng(31);
   ThreadPool pool(2);
   MatmulScratch scratch;
-  for (QType t : {QType::HQ3_64, QType::HQ3_128, QType::S3_32, QType::HQ2_64, QType::HQ4_64}) {
+  for (QType t : {QType::HQ3_64, QType::HQ3_128, QType::S3_32, QType::HQ2_64, QType::HQ4_64, QType::HQ3_32}) {
     const int64_t in = 896, out = 67, n_tok = 11;
     std::vector<uint8_t> w;
     std::vector<float> wf;  // dequantized
@@ -254,6 +383,8 @@ TEST(HqTypes, MatmulMatchesDequantizedReference) {
       if (t == QType::S3_32) {
         const std::vector<float> x = weight_like(in, rng, 0);
         quantize_weight_row(t, x.data(), row.data(), in);
+      } else if (t == QType::HQ3_32) {
+        row = random_hq3_32(in, rng).bytes;
       } else {
         row = random_packed(t, in, rng).bytes;
       }

@@ -40,9 +40,9 @@ using test::put_u16;
 const QType kStorageTypes[] = {QType::F32,    QType::F16,    QType::BF16,    QType::Q4_0,   QType::Q4_1,
                                QType::Q5_0,   QType::Q5_1,   QType::Q8_0,    QType::IQ4_NL, QType::Q2_K,
                                QType::Q3_K,   QType::Q4_K,   QType::Q5_K,    QType::Q6_K,   QType::HQ2_64,
-                               QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32};
+                               QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32, QType::HQ3_32};
 // The stepq-internal ones among them (not in the ggml reference data).
-constexpr size_t kInternalStorageTypes = 5;
+constexpr size_t kInternalStorageTypes = 6;
 const QType kActivationTypes[] = {QType::F32, QType::F16,  QType::BF16,
                                   QType::Q8_0, QType::Q8_1, QType::Q8_K};
 
@@ -53,7 +53,7 @@ std::vector<int64_t> row_lengths(QType t) {
   if (bs == 1) return {1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 257, 576, 1000, 4864};
   if (bs == 32) return {32, 96, 224, 288, 576, 640, 896, 4128, 4864};
   if (bs == 64) return {64, 192, 448, 576, 640, 896, 4160, 4864};
-  if (bs == 128) return {128, 384, 640, 896, 1152, 4224, 4864, 8960};
+  if (bs == 128) return {128, 384, 640, 896, 1152, 1536, 4224, 4864, 8960};
   return {256, 768, 1792, 2304, 1536, 4864, 8960};
 }
 
@@ -166,7 +166,7 @@ TEST(QuantTypes, TableMatchesGgml) {
       // stepq-internal
       {QType::HQ2_64, "HQ2_64", 64, 20, true, QType::Q8_0}, {QType::HQ3_64, "HQ3_64", 64, 28, true, QType::Q8_0},
       {QType::HQ3_128, "HQ3_128", 128, 52, true, QType::Q8_0}, {QType::HQ4_64, "HQ4_64", 64, 36, true, QType::Q8_0},
-      {QType::S3_32, "S3_32", 32, 14, true, QType::Q8_0},
+      {QType::S3_32, "S3_32", 32, 14, true, QType::Q8_0},   {QType::HQ3_32, "HQ3_32", 128, 58, true, QType::Q8_0},
   };
   for (const Row& r : rows) {
     const QTypeInfo* i = qtype_info((uint32_t)r.t);
@@ -183,7 +183,8 @@ TEST(QuantTypes, TableMatchesGgml) {
   EXPECT_EQ((uint32_t)QType::HQ3_128, 50u);
   EXPECT_EQ((uint32_t)QType::HQ4_64, 51u);
   EXPECT_EQ((uint32_t)QType::S3_32, 52u);
-  for (uint32_t id : {4u, 5u, 16u, 17u, 21u, 23u, 31u, 39u, 47u, 53u, 63u, 64u, 1000u})
+  EXPECT_EQ((uint32_t)QType::HQ3_32, 53u);
+  for (uint32_t id : {4u, 5u, 16u, 17u, 21u, 23u, 31u, 39u, 47u, 54u, 63u, 64u, 1000u})
     EXPECT_EQ(qtype_info(id), nullptr) << id;
   EXPECT_STREQ(qtype_name(17), "type 17");
   EXPECT_EQ(row_bytes(QType::Q4_K, 1536), 6u * 144u);

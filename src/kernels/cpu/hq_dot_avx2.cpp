@@ -10,7 +10,8 @@
 //
 // - HQ formats (w = (q − z)·d, groups of 64·m): per Q8_0 block j of the group, 8 int32 lanes of
 //   Σ q·a scaled by dx_j into a float vector bs; per token the same for Σ a gives bz; then
-//   acc += d·(bs − z·bz), lane-wise the reference's per-block formula.
+//   acc += d·(bs − z·bz), lane-wise the reference's per-block formula. HQ3_32 has a scale and
+//   zero per Q8_0 block, so acc is updated per Q8_0 block instead of per weight block.
 // - S3_32 (w = (q − 4)·d): Σ (q − 4)·a as madd(maddubs(q, a) − maddubs(4, a)), the second term
 //   once per token; acc += (d·dx)·isum per lane.
 //
@@ -81,36 +82,77 @@ inline Chunk codes4(const uint8_t* qs) {
   return {{_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)}};
 }
 
+// Scales and zeros of one weight block, as `kUnits` (d, z) broadcast pairs: unit u covers the
+// block's Q8_0 blocks u·2M/kUnits .. (u + 1)·2M/kUnits − 1. table() is what load() needs,
+// fetched once per call.
+template <class W>
+struct BlockScales {  // fp16 d, z for the whole block
+  static constexpr int kUnits = 1;
+  __m256 d, z;
+  static const float* table() { return nullptr; }
+  static BlockScales load(const W& x, const float*) { return {h2f_x8(x.d), h2f_x8(x.z)}; }
+  __m256 unit_d(int) const { return d; }
+  __m256 unit_z(int) const { return z; }
+};
+
+// HQ3_32: group g's d = D·table[sc[g]], z = zc[g]/16 − 4, the reference's float operations
+// (one rounding in the product; the zero is exact). Unit g is group g.
+struct GroupScales {
+  static constexpr int kUnits = 4;
+  float d[4], z[4];
+  static const float* table() { return hq3_32_scale_table(); }
+  static GroupScales load(const BlockHQ3_32& x, const float* tab) {
+    GroupScales s;
+    const float D = _cvtsh_ss(x.D);
+    for (int g = 0; g < 4; g++) s.d[g] = D * tab[x.sc[g]], s.z[g] = (float)x.zc[g] * (1.0f / 16.0f) - 4.0f;
+    return s;
+  }
+  __m256 unit_d(int g) const { return _mm256_set1_ps(d[g]); }
+  __m256 unit_z(int g) const { return _mm256_set1_ps(z[g]); }
+};
+
 struct HQ2_64Fmt {
   using W = BlockHQ2_64;
+  using Scales = BlockScales<W>;
   static constexpr int kChunks = 1;
   static Chunk codes(const W& x, int) { return codes2(x.ql); }
 };
 struct HQ3_64Fmt {
   using W = BlockHQ3_64;
+  using Scales = BlockScales<W>;
   static constexpr int kChunks = 1;
   static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
 };
 struct HQ3_128Fmt {
   using W = BlockHQ3_128;
+  using Scales = BlockScales<W>;
+  static constexpr int kChunks = 2;
+  static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct HQ3_32Fmt {
+  using W = BlockHQ3_32;
+  using Scales = GroupScales;
   static constexpr int kChunks = 2;
   static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
 };
 struct HQ4_64Fmt {
   using W = BlockHQ4_64;
+  using Scales = BlockScales<W>;
   static constexpr int kChunks = 1;
   static Chunk codes(const W& x, int) { return codes4(x.qs); }
 };
 
 // ---------------------------------------------------------------------------------------------
-// HQ formats. Per (row, token) pair and weight block, in this order, over the block's Q8_0
-// blocks j: bs = j ? fma(dx_j, cvt(Σ_j q·a), bs) : dx_j·cvt(Σ_j q·a); then
-// acc = fma(d, fnma(z, bz, bs), acc), with bz built the same way from Σa once per token.
+// HQ formats. Per (row, token) pair and weight block, in this order, for each scale unit u, over
+// its Q8_0 blocks j: bs = j first ? dx_j·cvt(Σ_j q·a) : fma(dx_j, cvt(Σ_j q·a), bs); then
+// acc = fma(d_u, fnma(z_u, bz, bs), acc), with bz built the same way from Σa once per token.
 
 template <class Fmt>
 struct HQTile {
   using W = typename Fmt::W;
+  using S = typename Fmt::Scales;
   static constexpr int M = Fmt::kChunks;
+  static constexpr int U = S::kUnits, JU = 2 * M / U;  // scale units per block, Q8_0 blocks per unit
 
   template <int R, int C>
   static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
@@ -120,6 +162,7 @@ struct HQTile {
     for (int r = 0; r < R; r++) x[r] = (const W*)(w + r * ws);
     for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
     const __m256i ones = _mm256_set1_epi8(1);
+    const float* tab = S::table();
     __m256 acc[R][C];
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
@@ -127,32 +170,36 @@ struct HQTile {
       for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
       Chunk q[R][M];
-      __m256 d[R], z[R];
+      S sc[R];
 #pragma GCC unroll 16
       for (int r = 0; r < R; r++) {
 #pragma GCC unroll 2
         for (int k = 0; k < M; k++) q[r][k] = Fmt::codes(x[r][i], k);
-        d[r] = h2f_x8(x[r][i].d), z[r] = h2f_x8(x[r][i].z);
+        sc[r] = S::load(x[r][i], tab);
       }
 #pragma GCC unroll 16
       for (int c = 0; c < C; c++) {
-        __m256 bs[R], bz;
 #pragma GCC unroll 4
-        for (int j = 0; j < 2 * M; j++) {
-          const BlockQ8_0& yj = y[c][i * 2 * M + j];
-          const __m256i aj = loadu256(yj.qs);
-          const __m256 dx = h2f_x8(yj.d);
-          const __m256 sa = dot_us(ones, aj);
-          bz = j == 0 ? _mm256_mul_ps(dx, sa) : _mm256_fmadd_ps(dx, sa, bz);
+        for (int u = 0; u < U; u++) {
+          __m256 bs[R], bz;
+#pragma GCC unroll 4
+          for (int jj = 0; jj < JU; jj++) {
+            const int j = u * JU + jj;
+            const BlockQ8_0& yj = y[c][i * 2 * M + j];
+            const __m256i aj = loadu256(yj.qs);
+            const __m256 dx = h2f_x8(yj.d);
+            const __m256 sa = dot_us(ones, aj);
+            bz = jj == 0 ? _mm256_mul_ps(dx, sa) : _mm256_fmadd_ps(dx, sa, bz);
 #pragma GCC unroll 16
-          for (int r = 0; r < R; r++) {
-            const __m256 s = dot_us(q[r][j / 2].h[j % 2], aj);
-            bs[r] = j == 0 ? _mm256_mul_ps(dx, s) : _mm256_fmadd_ps(dx, s, bs[r]);
+            for (int r = 0; r < R; r++) {
+              const __m256 s = dot_us(q[r][j / 2].h[j % 2], aj);
+              bs[r] = jj == 0 ? _mm256_mul_ps(dx, s) : _mm256_fmadd_ps(dx, s, bs[r]);
+            }
           }
-        }
 #pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-          acc[r][c] = _mm256_fmadd_ps(d[r], _mm256_fnmadd_ps(z[r], bz, bs[r]), acc[r][c]);
+          for (int r = 0; r < R; r++)
+            acc[r][c] = _mm256_fmadd_ps(sc[r].unit_d(u), _mm256_fnmadd_ps(sc[r].unit_z(u), bz, bs[r]), acc[r][c]);
+        }
       }
     }
 #pragma GCC unroll 16
@@ -226,6 +273,7 @@ void register_hq_kernels_avx2(DotTable& t) {
   tiled(QType::HQ3_128, gemm_dot<HQTile<HQ3_128Fmt>>, gemm_tile<HQTile<HQ3_128Fmt>, 4, 4, 1>);
   tiled(QType::HQ4_64, gemm_dot<HQTile<HQ4_64Fmt>>, gemm_tile<HQTile<HQ4_64Fmt>, 4, 4, 1>);
   tiled(QType::S3_32, gemm_dot<S3Tile>, gemm_tile<S3Tile, 4, 4, 1>);
+  tiled(QType::HQ3_32, gemm_dot<HQTile<HQ3_32Fmt>>, gemm_tile<HQTile<HQ3_32Fmt>, 4, 4, 1>);
 }
 
 }  // namespace stepq

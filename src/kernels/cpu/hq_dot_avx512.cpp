@@ -12,7 +12,9 @@
 //   (lanes 0..7: the first Q8_0 block, 8..15: the second) scaled by [dx0 ×8 | dx1 ×8] into a
 //   per-block float vector bs; per token the same for Σ a gives bz (lane-wise, so bs − z·bz
 //   is per lane what the reference computes per block); then acc += d·(bs − z·bz). The sum of
-//   the lanes at the end is vec_dot_ref's value up to float rounding.
+//   the lanes at the end is vec_dot_ref's value up to float rounding. HQ3_32 has a scale and
+//   zero per 32 values, i.e. per half chunk: d and z become [d_2k ×8 | d_2k+1 ×8] vectors and
+//   acc is updated per chunk instead of per block.
 // - S3_32 (w = (q − 4)·d, blocks of 32): two blocks per vector, Σ (q − 4)·a as
 //   dpbusd(−4·Σa, q, a) with −4·Σa once per token; acc += (d·dx)·isum per lane.
 //
@@ -69,38 +71,85 @@ inline __m512i codes4(const uint8_t* qs) {
   return _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4), _mm512_set1_epi8(0x0F));
 }
 
+// Scales and zeros of one weight block, as `kUnits` (d, z) vector pairs: unit u covers chunks
+// u·M/kUnits .. (u + 1)·M/kUnits − 1. table() is what load() needs, fetched once per call.
+template <class W>
+struct BlockScales {  // fp16 d, z for the whole block
+  static constexpr int kUnits = 1;
+  __m512 d, z;
+  static const float* table() { return nullptr; }
+  STEPQ_ALWAYS_INLINE static BlockScales load(const W& x, const float*) { return {h2f_x16(x.d), h2f_x16(x.z)}; }
+  STEPQ_ALWAYS_INLINE void unit(int, __m512& du, __m512& zu) const { du = d, zu = z; }
+};
+
+// HQ3_32: group g's d = D·table[sc[g]], z = zc[g]/16 − 4, the reference's float operations
+// (the product rounds the same in a vector; the zero is exact). Unit k is chunk k, its lanes
+// 0..7 group 2k and 8..15 group 2k + 1.
+struct GroupScales {
+  static constexpr int kUnits = 2;
+  __m128 d, z;  // groups 0..3
+  static const float* table() { return hq3_32_scale_table(); }
+  STEPQ_ALWAYS_INLINE static GroupScales load(const BlockHQ3_32& x, const float* tab) {
+    int zc;
+    std::memcpy(&zc, x.zc, 4);
+    // Four scalar loads: gathers are slow on CPUs with the GDS microcode fix.
+    const __m128 t = _mm_setr_ps(tab[x.sc[0]], tab[x.sc[1]], tab[x.sc[2]], tab[x.sc[3]]);
+    const __m128 zf = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(zc)));
+    return {_mm_mul_ps(_mm_cvtph_ps(_mm_set1_epi16((short)x.D)), t),
+            _mm_sub_ps(_mm_mul_ps(zf, _mm_set1_ps(1.0f / 16.0f)), _mm_set1_ps(4.0f))};
+  }
+  STEPQ_ALWAYS_INLINE void unit(int k, __m512& du, __m512& zu) const {
+    const __m512i idx = k ? _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2)
+                          : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    du = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(d));
+    zu = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(z));
+  }
+};
+
 struct HQ2_64Fmt {
   using W = BlockHQ2_64;
+  using Scales = BlockScales<W>;
   static constexpr int kChunks = 1;
   static __m512i codes(const W& x, int) { return codes2(x.ql); }
 };
 struct HQ3_64Fmt {
   using W = BlockHQ3_64;
+  using Scales = BlockScales<W>;
   static constexpr int kChunks = 1;
   static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
 };
 struct HQ3_128Fmt {
   using W = BlockHQ3_128;
+  using Scales = BlockScales<W>;
+  static constexpr int kChunks = 2;
+  static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct HQ3_32Fmt {
+  using W = BlockHQ3_32;
+  using Scales = GroupScales;
   static constexpr int kChunks = 2;
   static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
 };
 struct HQ4_64Fmt {
   using W = BlockHQ4_64;
+  using Scales = BlockScales<W>;
   static constexpr int kChunks = 1;
   static __m512i codes(const W& x, int) { return codes4(x.qs); }
 };
 
 // ---------------------------------------------------------------------------------------------
-// HQ formats. Per (row, token) pair and weight block, in this order:
-//   for each chunk k: s = cvt(dpbusd(0, q_k, a_k)); bs = k ? fma(dx_k, s, bs) : dx_k·s
-//   acc = fma(d, fnma(z, bz, bs), acc)
-// with bz built the same way from Σa (once per token and block); one accumulator per pair,
+// HQ formats. Per (row, token) pair and weight block, in this order, for each scale unit u:
+//   for each chunk k of u: s = cvt(dpbusd(0, q_k, a_k)); bs = k first ? dx_k·s : fma(dx_k, s, bs)
+//   acc = fma(d_u, fnma(z_u, bz, bs), acc)
+// with bz built the same way from Σa (once per token and unit); one accumulator per pair,
 // its lanes summed at the end.
 
 template <class Fmt>
 struct HQTile {
   using W = typename Fmt::W;
+  using S = typename Fmt::Scales;
   static constexpr int M = Fmt::kChunks;
+  static constexpr int U = S::kUnits, KU = M / U;  // scale units per block, chunks per unit
   struct Packed { __m512i q[M]; };  // one block of one row: the codes of its chunks
   static constexpr int kUnit = 64 * M;
 
@@ -120,6 +169,7 @@ struct HQTile {
     for (int r = 0; r < R; r++) x[r] = (const W*)(w + r * ws);
     for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
     const __m512i ones = _mm512_set1_epi8(1);
+    const float* tab = S::table();
     __m512 acc[R][C];
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
@@ -127,29 +177,37 @@ struct HQTile {
       for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
       __m512i q[R][M];
-      __m512 d[R], z[R];
+      __m512 d[R][U], z[R][U];
       codes(x, i, q);
 #pragma GCC unroll 16
-      for (int r = 0; r < R; r++) d[r] = h2f_x16(x[r][i].d), z[r] = h2f_x16(x[r][i].z);
+      for (int r = 0; r < R; r++) {
+        const S sr = S::load(x[r][i], tab);
+#pragma GCC unroll 2
+        for (int u = 0; u < U; u++) sr.unit(u, d[r][u], z[r][u]);
+      }
 #pragma GCC unroll 16
       for (int c = 0; c < C; c++) {
-        __m512 bs[R], bz;
 #pragma GCC unroll 2
-        for (int k = 0; k < M; k++) {
-          const BlockQ8_0* yk = y[c] + (i * M + k) * 2;
-          const __m512i ak = join256(loadu256(yk[0].qs), loadu256(yk[1].qs));
-          const __m512 dx = h2f_x8x8(yk[0].d, yk[1].d);
-          const __m512 sa = _mm512_cvtepi32_ps(dpbusd(_mm512_setzero_si512(), ones, ak));
-          bz = k == 0 ? _mm512_mul_ps(dx, sa) : _mm512_fmadd_ps(dx, sa, bz);
+        for (int u = 0; u < U; u++) {
+          __m512 bs[R], bz;
+#pragma GCC unroll 2
+          for (int kk = 0; kk < KU; kk++) {
+            const int k = u * KU + kk;
+            const BlockQ8_0* yk = y[c] + (i * M + k) * 2;
+            const __m512i ak = join256(loadu256(yk[0].qs), loadu256(yk[1].qs));
+            const __m512 dx = h2f_x8x8(yk[0].d, yk[1].d);
+            const __m512 sa = _mm512_cvtepi32_ps(dpbusd(_mm512_setzero_si512(), ones, ak));
+            bz = kk == 0 ? _mm512_mul_ps(dx, sa) : _mm512_fmadd_ps(dx, sa, bz);
 #pragma GCC unroll 16
-          for (int r = 0; r < R; r++) {
-            const __m512 s = _mm512_cvtepi32_ps(dpbusd(_mm512_setzero_si512(), q[r][k], ak));
-            bs[r] = k == 0 ? _mm512_mul_ps(dx, s) : _mm512_fmadd_ps(dx, s, bs[r]);
+            for (int r = 0; r < R; r++) {
+              const __m512 s = _mm512_cvtepi32_ps(dpbusd(_mm512_setzero_si512(), q[r][k], ak));
+              bs[r] = kk == 0 ? _mm512_mul_ps(dx, s) : _mm512_fmadd_ps(dx, s, bs[r]);
+            }
           }
-        }
 #pragma GCC unroll 16
-        for (int r = 0; r < R; r++)
-          acc[r][c] = _mm512_fmadd_ps(d[r], _mm512_fnmadd_ps(z[r], bz, bs[r]), acc[r][c]);
+          for (int r = 0; r < R; r++)
+            acc[r][c] = _mm512_fmadd_ps(d[r][u], _mm512_fnmadd_ps(z[r][u], bz, bs[r]), acc[r][c]);
+        }
       }
     }
 #pragma GCC unroll 16
@@ -311,6 +369,7 @@ void register_hq_kernels_avx512(DotTable& t) {
   tiled(QType::HQ3_128, gemm_dot<HQTile<HQ3_128Fmt>>, gemm_tile<HQTile<HQ3_128Fmt>, 4, 4, 1>);
   tiled(QType::HQ4_64, gemm_dot<HQTile<HQ4_64Fmt>>, gemm_tile<HQTile<HQ4_64Fmt>, 4, 4, 1>);
   tiled(QType::S3_32, gemm_dot<S3Tile>, gemm_tile<S3Tile, 4, 4, 1>);
+  tiled(QType::HQ3_32, gemm_dot<HQTile<HQ3_32Fmt>>, gemm_tile<HQTile<HQ3_32Fmt>, 4, 4, 1>);
 }
 
 }  // namespace stepq

@@ -50,11 +50,17 @@ struct HQ3Chunk { uint8_t ql[16]; uint8_t qh[8]; };
 struct BlockHQ3_64 { uint16_t d, z; HQ3Chunk c[1]; };
 struct BlockHQ3_128 { uint16_t d, z; HQ3Chunk c[2]; };  // chunk k: values 64k .. 64k+63
 struct BlockHQ4_64 { uint16_t d, z; uint8_t qs[32]; };
+// HQ3_32: 128 values in 4 groups of 32, one fp16 D per block and 8-bit codes per group:
+// d_g = D·hq3_32_scale(sc[g]) (quant_types.h; 2^(−sc/32), a log grid below the block's largest
+// scale), z_g = zc[g]/16 − 4 (exact in float). Group g is half g % 2 of chunk g / 2, so a
+// 64-value chunk pairs with two Q8_0 activation blocks exactly as in HQ3_128.
+struct BlockHQ3_32 { uint16_t D; uint8_t sc[4]; uint8_t zc[4]; HQ3Chunk c[2]; };
 // S3_32: value i of 32 is ((ql[i % 8] >> 2·(i / 8)) & 3) | (bit i of qh as a LE uint32) << 2.
 struct BlockS3_32 { uint16_t d; uint8_t ql[8]; uint8_t qh[4]; };
 
 static_assert(sizeof(HQ3Chunk) == 24 && sizeof(BlockHQ2_64) == 20 && sizeof(BlockHQ3_64) == 28 &&
-              sizeof(BlockHQ3_128) == 52 && sizeof(BlockHQ4_64) == 36 && sizeof(BlockS3_32) == 14);
+              sizeof(BlockHQ3_128) == 52 && sizeof(BlockHQ4_64) == 36 && sizeof(BlockS3_32) == 14 &&
+              sizeof(BlockHQ3_32) == 58);
 
 // IQ4_NL's non-linear code book (kvalues_iq4nl in ggml-common.h).
 constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,

@@ -57,6 +57,7 @@ constexpr TypeTable make_type_table() {
   t.set(QType::HQ3_128, "HQ3_128", 128, 52, true, QType::Q8_0);
   t.set(QType::HQ4_64, "HQ4_64", 64, 36, true, QType::Q8_0);
   t.set(QType::S3_32, "S3_32", 32, 14, true, QType::Q8_0);
+  t.set(QType::HQ3_32, "HQ3_32", 128, 58, true, QType::Q8_0);
   return t;
 }
 
@@ -77,6 +78,17 @@ int64_t checked_blocks(QType t, int64_t n, const char* what) {
 }
 
 }  // namespace
+
+const float* hq3_32_scale_table() {
+  struct Table {
+    float v[256];
+    Table() {
+      for (int c = 0; c < 256; c++) v[c] = std::exp2f(-(float)c / 32.0f);
+    }
+  };
+  static const Table t;  // thread-safe, once
+  return t.v;
+}
 
 const QTypeInfo* qtype_info(uint32_t id) {
   if (id >= kQTypeIdLimit || kTypes.info[id].name == nullptr) return nullptr;
@@ -247,6 +259,7 @@ inline int hq_code(const BlockHQ2_64& b, int i) { return hq2_code(b.ql, i); }
 inline int hq_code(const BlockHQ3_64& b, int i) { return hq3_code(b.c[0], i); }
 inline int hq_code(const BlockHQ3_128& b, int i) { return hq3_code(b.c[i >> 6], i & 63); }
 inline int hq_code(const BlockHQ4_64& b, int i) { return (b.qs[i & 31] >> (4 * (i >> 5))) & 15; }
+inline int hq_code(const BlockHQ3_32& b, int i) { return hq3_code(b.c[i >> 6], i & 63); }
 inline int s3_code(const BlockS3_32& b, int i) {
   return ((b.ql[i & 7] >> (2 * (i >> 3))) & 3) | (((b.qh[i >> 3] >> (i & 7)) & 1) << 2);
 }
@@ -259,6 +272,17 @@ template <typename Block>
 void dequant_hq(const Block* b, float* y) {
   const float d = h2f(b->d), z = h2f(b->z);
   for (int i = 0; i < kHQGroup<Block>; i++) y[i] = ((float)hq_code(*b, i) - z) * d;
+}
+
+// HQ3_32: the same (float(q) − z)·d per group of 32, with d = D·scale(sc) and z = zc/16 − 4.
+inline float hq3_32_d(const BlockHQ3_32& b, int g) { return h2f(b.D) * hq3_32_scale(b.sc[g]); }
+inline float hq3_32_z(const BlockHQ3_32& b, int g) { return (float)b.zc[g] / 16.0f - 4.0f; }
+
+void dequant_hq3_32(const BlockHQ3_32* b, float* y) {
+  for (int g = 0; g < 4; g++) {
+    const float d = hq3_32_d(*b, g), z = hq3_32_z(*b, g);
+    for (int l = 0; l < kQK; l++) y[kQK * g + l] = ((float)hq_code(*b, kQK * g + l) - z) * d;
+  }
 }
 
 void dequant_s3_32(const BlockS3_32* b, float* y) {
@@ -306,6 +330,7 @@ void dequantize_row(QType t, const void* src, float* dst, int64_t n) {
     case QType::HQ3_128: return dequant_blocks<BlockHQ3_128, dequant_hq<BlockHQ3_128>>(src, dst, nb, 128);
     case QType::HQ4_64: return dequant_blocks<BlockHQ4_64, dequant_hq<BlockHQ4_64>>(src, dst, nb, 64);
     case QType::S3_32: return dequant_blocks<BlockS3_32, dequant_s3_32>(src, dst, nb, kQK);
+    case QType::HQ3_32: return dequant_blocks<BlockHQ3_32, dequant_hq3_32>(src, dst, nb, 128);
   }
   fail("dequantize_row: no dequantizer for {}", qtype_name((uint32_t)t));
 }
@@ -645,6 +670,28 @@ float ref_dot_hq(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
+// HQ3_32 against Q8_0: ref_dot_hq with groups of 32, i.e. per group g (one activation block)
+//   sum += d_g·(dx·(float)sqa − z_g·(dx·(float)sa))
+float ref_dot_hq3_32(int64_t n, const void* w, const void* a) {
+  const BlockHQ3_32* x = (const BlockHQ3_32*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / 128; i++) {
+    for (int g = 0; g < 4; g++) {
+      const BlockQ8_0& yg = y[4 * i + g];
+      int sqa = 0, sa = 0;
+      for (int l = 0; l < kQK; l++) {
+        sqa += hq_code(x[i], kQK * g + l) * yg.qs[l];
+        sa += yg.qs[l];
+      }
+      const float dx = h2f(yg.d);
+      const float bs = dx * (float)sqa, bz = dx * (float)sa;
+      sum += hq3_32_d(x[i], g) * (bs - hq3_32_z(x[i], g) * bz);
+    }
+  }
+  return sum;
+}
+
 // S3_32 against Q8_0, per block: sum += d·dx·(float)Σ (q_i − 4)·a_i.
 float ref_dot_s3_32(int64_t n, const void* w, const void* a) {
   const BlockS3_32* x = (const BlockS3_32*)w;
@@ -680,6 +727,7 @@ DotTable make_scalar_table() {
   dot(QType::HQ3_128, ref_dot_hq<BlockHQ3_128>);
   dot(QType::HQ4_64, ref_dot_hq<BlockHQ4_64>);
   dot(QType::S3_32, ref_dot_s3_32);
+  dot(QType::HQ3_32, ref_dot_hq3_32);
   auto quant = [&](QType q, QuantizeRowFn f) { t.quantize_row[(uint32_t)q] = f; };
   quant(QType::F32, quantize_f32);
   quant(QType::F16, quantize_f16);
@@ -768,6 +816,16 @@ float vec_dot_ref(QType t, int64_t n, const void* w, const void* a) {
 
 namespace {
 
+// n 3-bit codes (n % 64 == 0) into n/64 zeroed chunks, the layout of quant_blocks.h.
+void pack_hq3_chunks(const uint8_t* codes, int n, HQ3Chunk* chunks) {
+  for (int i = 0; i < n; i++) {
+    HQ3Chunk& c = chunks[i >> 6];
+    const int e = i & 63, q = codes[i];
+    c.ql[e & 15] |= (uint8_t)((q & 3) << (2 * (e >> 4)));
+    c.qh[e >> 3] |= (uint8_t)((q >> 2) << (e & 7));
+  }
+}
+
 template <typename Block>
 void hq_pack_blocks(const uint8_t* codes, const float* d, const float* z, int64_t nb, void* dst) {
   constexpr int G = kHQGroup<Block>;
@@ -777,17 +835,13 @@ void hq_pack_blocks(const uint8_t* codes, const float* d, const float* z, int64_
     std::memset(&blk, 0, sizeof blk);
     blk.d = fp32_to_fp16(d[g]);
     blk.z = fp32_to_fp16(z[g]);
-    for (int i = 0; i < G; i++) {
-      const int q = codes[i];
-      if constexpr (sizeof(Block) == sizeof(BlockHQ2_64)) {
-        blk.ql[i & 15] |= (uint8_t)(q << (2 * (i >> 4)));
-      } else if constexpr (sizeof(Block) == sizeof(BlockHQ4_64)) {
-        blk.qs[i & 31] |= (uint8_t)(q << (4 * (i >> 5)));
-      } else {  // HQ3: 64-element chunks
-        HQ3Chunk& c = blk.c[i >> 6];
-        const int e = i & 63;
-        c.ql[e & 15] |= (uint8_t)((q & 3) << (2 * (e >> 4)));
-        c.qh[e >> 3] |= (uint8_t)((q >> 2) << (e & 7));
+    if constexpr (sizeof(Block) == sizeof(BlockHQ3_64) || sizeof(Block) == sizeof(BlockHQ3_128)) {
+      pack_hq3_chunks(codes, G, blk.c);
+    } else {
+      for (int i = 0; i < G; i++) {
+        const int q = codes[i];
+        if constexpr (sizeof(Block) == sizeof(BlockHQ2_64)) blk.ql[i & 15] |= (uint8_t)(q << (2 * (i >> 4)));
+        else blk.qs[i & 31] |= (uint8_t)(q << (4 * (i >> 5)));
       }
     }
   }
@@ -820,6 +874,7 @@ void hq_pack_row(QType t, const uint8_t* codes, const float* d, const float* z, 
     case QType::HQ2_64: bits = 2; break;
     case QType::HQ3_64: case QType::HQ3_128: bits = 3; break;
     case QType::HQ4_64: bits = 4; break;
+    case QType::HQ3_32: fail("hq_pack_row: HQ3_32 codes its group scales and zeros; use hq3_32_pack_row");
     default: fail("hq_pack_row: {} is not an HQ format", qtype_name((uint32_t)t));
   }
   const int64_t nb = checked_blocks(t, n, "hq_pack_row");
@@ -831,6 +886,22 @@ void hq_pack_row(QType t, const uint8_t* codes, const float* d, const float* z, 
     case QType::HQ3_64: return hq_pack_blocks<BlockHQ3_64>(codes, d, z, nb, dst);
     case QType::HQ3_128: return hq_pack_blocks<BlockHQ3_128>(codes, d, z, nb, dst);
     default: return hq_pack_blocks<BlockHQ4_64>(codes, d, z, nb, dst);
+  }
+}
+
+void hq3_32_pack_row(const uint8_t* codes, const uint8_t* sc, const uint8_t* zc, const uint16_t* D, int64_t n,
+                     void* dst) {
+  const int64_t nb = checked_blocks(QType::HQ3_32, n, "hq3_32_pack_row");
+  for (int64_t i = 0; i < n; i++)
+    if (codes[i] >> 3) fail("hq3_32_pack_row: code {} of element {} does not fit HQ3_32 (3 bits)", codes[i], i);
+  BlockHQ3_32* b = (BlockHQ3_32*)dst;
+  for (int64_t i = 0; i < nb; i++) {
+    BlockHQ3_32& blk = b[i];
+    std::memset(&blk, 0, sizeof blk);
+    blk.D = D[i];
+    std::memcpy(blk.sc, sc + 4 * i, 4);
+    std::memcpy(blk.zc, zc + 4 * i, 4);
+    pack_hq3_chunks(codes + 128 * i, 128, blk.c);
   }
 }
 

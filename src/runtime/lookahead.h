@@ -1,0 +1,71 @@
+// Lookahead Reasoning (arXiv 2506.19830; ../shared/DESIGN.md §5): step-level speculative
+// decoding, with token-level speculation inside every target step.
+//
+// A round, from committed text C (the target's cache holds C but its last token, "pending"):
+//  1. The draft model writes the next `depth` steps d1..dγ, one token per draft forward.
+//  2. The target reads pending + d1..dγ in ONE forward (a prefill, all logits kept). Its logits
+//     after C + d1..d(i−1) + (a prefix of d_i) are exactly what it would compute generating its
+//     own step t_i there (the forward is batch invariant), so t_i starts as the longest prefix of
+//     d_i the target agrees with, token by token (speculative decoding's rule, exact for
+//     sampling too). A d_i the target agrees with to its end IS t_i: that branch is done.
+//  3. Every other branch i (a fork of the cache at its prefix: shared pages, no copies) goes on
+//     generating t_i; all live branches advance together, one batched forward per token
+//     (plus, with token speculation, n-gram drafted tokens for each branch in the same forward).
+//  4. In depth order, as branches finish: d_i is kept when it is eligible (the text before it
+//     ended at a step boundary) and the verifier accepts it against t_i; at the first d_i that
+//     is not kept, t_i takes its place and the round ends. If every d_i is kept, the round ends
+//     with the target's own next step t_(γ+1). Branches that can no longer matter stop at once.
+// Every round thus ends with one step the target generated itself, so with an always-reject
+// verifier the output is the target's plain greedy output, and with a draft equal to the target
+// every step is kept and the output is again plain greedy: both are tested.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/function_ref.h"
+#include "runtime/generate.h"
+#include "runtime/steps.h"
+
+namespace stepq {
+
+class Forward;
+class KvCache;
+class Sampler;
+class StepVerifier;
+class Tokenizer;
+
+struct LookaheadOptions {
+  StepRules steps;
+  int depth = 4;      // γ: steps the draft runs ahead each round
+  int spec_k = 0;     // token speculation inside target steps: n-gram tokens per branch per forward (0: off)
+  int ngram_max = 2;  // n-gram lookup's longest match
+};
+
+struct LookaheadStats {
+  int rounds = 0;
+  int target_forwards = 0, draft_forwards = 0;
+  int drafted_steps = 0, kept_steps = 0;  // drafted steps offered to the verifier / kept
+  int target_steps = 0;                   // steps the target wrote itself (one per round at most)
+  int identical_steps = 0;                // drafted steps the target reproduced token for token
+  int ineligible_steps = 0;               // differing drafted steps after a capped step (not judged)
+  std::vector<int> kept_at_depth;         // [i]: rounds that kept drafted step i+1
+  std::vector<int> rounds_by_kept;        // [n]: rounds that kept n drafted steps
+  int branch_tokens = 0;                  // tokens the target generated in branches (kept or not)
+  int spec_drafted = 0, spec_accepted = 0;  // token speculation inside branches
+  double draft_seconds = 0, target_seconds = 0, verify_seconds = 0;
+};
+
+// generate() with Lookahead Reasoning: same arguments and stopping rules, plus the draft model's
+// forward (same vocabulary as the target) and the verifier. `kv`'s pool must have room for
+// depth + 1 forks of up to a step each (about (depth + 1)·(max_tokens + spec_k) tokens beyond the
+// sequence). on_token is called for every emitted token in order.
+GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, Sampler& sampler,
+                                 const Tokenizer& tok, std::span<const int32_t> prompt, const GenerateOptions& opt,
+                                 StepVerifier& verifier, const LookaheadOptions& lo, LookaheadStats& stats,
+                                 FunctionRef<bool(int32_t)> on_token);
+
+// Tokens of KV pool the target needs for a lookahead run with context `ctx` (for sizing KvPool).
+int64_t lookahead_pool_tokens(int ctx, const LookaheadOptions& lo);
+
+}  // namespace stepq

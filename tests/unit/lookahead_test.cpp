@@ -1,0 +1,217 @@
+// Lookahead Reasoning end to end on real models (runtime/lookahead.h): with a verifier that
+// rejects every drafted step the greedy output is the target's plain greedy output; with the
+// target as its own draft every drafted step is kept and the output is again plain greedy; after
+// rejections (and after keeping steps the target would not have written) the target's cache
+// equals a recomputation of the text; generation stops where generate() stops.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/generate.h"
+#include "runtime/kv_cache.h"
+#include "runtime/lookahead.h"
+#include "runtime/sampler.h"
+#include "runtime/step_verifier.h"
+#include "test_models.h"
+#include "tokenizer/chat_defaults.h"
+#include "tokenizer/tokenizer.h"
+
+namespace stepq {
+namespace {
+
+// Answers every pair the same way, counting the calls.
+class FixedVerifier : public StepVerifier {
+ public:
+  explicit FixedVerifier(bool answer) : answer_(answer) {}
+  bool accept(std::string_view, std::string_view, std::string_view) override {
+    stats_.calls++;
+    if (answer_) stats_.accepted++;
+    return answer_;
+  }
+  std::string name() const override { return answer_ ? "accept-all" : "reject-all"; }
+
+ private:
+  bool answer_;
+};
+
+std::vector<int32_t> plain_greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
+                                  int ctx = 2048) {
+  KvCache kv(fwd.model().config(), ctx);
+  Sampler s(SamplerParams{.temperature = 0}, fwd.model().config().n_vocab);
+  GenerateOptions opt;
+  opt.n_predict = n;
+  std::vector<int32_t> out;
+  generate(fwd, kv, s, tok, prompt, opt, [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  });
+  return out;
+}
+
+struct LrRun {
+  std::vector<int32_t> out;
+  LookaheadStats stats;
+  bool cache_ok = false;  // the cache equals a recomputation of prompt + out (but the last token)
+};
+
+LrRun lookahead_greedy(Forward& target, Forward& draft, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                       int n, StepVerifier& verifier, LookaheadOptions lo, int ctx = 2048) {
+  const ModelConfig& c = target.model().config();
+  auto pool = std::make_shared<KvPool>(c, KvPool::pages_for(lookahead_pool_tokens(ctx, lo)));
+  KvCache kv(pool, ctx);
+  Sampler s(SamplerParams{.temperature = 0}, c.n_vocab);
+  GenerateOptions opt;
+  opt.n_predict = n;
+  LrRun r;
+  lookahead_generate(target, kv, draft, s, tok, prompt, opt, verifier, lo, r.stats, [&](int32_t t) {
+    r.out.push_back(t);
+    return true;
+  });
+  // Everything but the last token is in the cache; its logits there equal a fresh prefill's.
+  std::vector<int32_t> text = prompt;
+  text.insert(text.end(), r.out.begin(), r.out.end());
+  EXPECT_EQ(kv.length(), (int)text.size() - 1);
+  if (kv.length() != (int)text.size() - 1) return r;
+  if (kv.length() == kv.capacity()) {  // a full context: no room to feed the last token
+    r.cache_ok = true;
+    return r;
+  }
+  const int32_t last = text.back();
+  SequenceInput in{&kv, {&last, 1}, false};
+  auto got_span = target.run({&in, 1});
+  std::vector<float> got(got_span.begin(), got_span.end());
+  KvCache fresh(c, ctx);
+  SequenceInput fin{&fresh, text, false};
+  auto want = target.run({&fin, 1});
+  r.cache_ok = std::equal(got.begin(), got.end(), want.begin(), want.end());
+  return r;
+}
+
+std::vector<int32_t> chat(const Model& m, const std::string& user) {
+  const Tokenizer& tok = m.tokenizer();
+  return tok.encode(chat_prompt(m.gguf(), tok, user, "", nullptr), true, true);
+}
+
+const std::vector<std::string>& questions() {
+  static const std::vector<std::string> q = {
+      "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many "
+      "clips did Natalia sell altogether in April and May? Think step by step.",
+      "Write a Python function that checks whether a number is prime, then explain it in two short paragraphs.",
+  };
+  return q;
+}
+
+// The real pair (Qwen2.5-Coder-1.5B target, 0.5B draft): they disagree on some steps, so the
+// rejection path runs; whatever is rejected, the output is the target's own.
+TEST(Lookahead, RejectingEveryStepIsPlainGreedy) {
+  auto target = Model::load(test::model_path("qwen1.5b"));
+  auto draft = Model::load(test::model_path("qwen0.5b"));
+  Forward tf(*target, 2);
+  Forward df(*draft, tf.shared_pool());
+  const Tokenizer& tok = target->tokenizer();
+  int not_identical = 0;
+  for (size_t i = 0; i < questions().size(); i++) {
+    const auto prompt = chat(*target, questions()[i]);
+    const int n = 48;
+    const auto want = plain_greedy(tf, tok, prompt, n);
+    for (int spec_k : {0, 4}) {
+      FixedVerifier reject(false);
+      LookaheadOptions lo;
+      lo.depth = i ? 2 : 4;
+      lo.steps.max_tokens = i ? 12 : 100;  // short caps: steps end without a boundary too
+      lo.spec_k = spec_k;
+      LrRun r = lookahead_greedy(tf, df, tok, prompt, n, reject, lo);
+      EXPECT_EQ(r.out, want) << "question " << i << ", spec_k " << spec_k;
+      EXPECT_TRUE(r.cache_ok) << "question " << i;
+      EXPECT_EQ(r.stats.kept_steps, r.stats.identical_steps) << "only identical steps bypass the verifier";
+      EXPECT_EQ(reject.stats().calls, r.stats.drafted_steps - r.stats.identical_steps - r.stats.ineligible_steps);
+      not_identical += r.stats.drafted_steps - r.stats.identical_steps;
+      if (spec_k) {
+        EXPECT_GT(r.stats.spec_drafted, 0);
+      }
+    }
+  }
+  EXPECT_GT(not_identical, 0) << "the draft never disagreed: the rejection path was not tested";
+}
+
+// Keeping drafted steps the target would not have written: the output is no longer the
+// target's, but the cache must still equal a recomputation of it.
+TEST(Lookahead, CacheAfterKeptAndRejectedStepsEqualsRecomputation) {
+  auto target = Model::load(test::model_path("qwen1.5b"));
+  auto draft = Model::load(test::model_path("qwen0.5b"));
+  Forward tf(*target, 2);
+  Forward df(*draft, tf.shared_pool());
+  const Tokenizer& tok = target->tokenizer();
+  const auto prompt = chat(*target, questions()[0]);
+  FixedVerifier accept(true);
+  LookaheadOptions lo;
+  lo.depth = 3;
+  lo.steps.max_tokens = 16;
+  LrRun r = lookahead_greedy(tf, df, tok, prompt, 64, accept, lo);
+  EXPECT_EQ(r.out.size(), 64u);
+  EXPECT_TRUE(r.cache_ok);
+  EXPECT_GT(r.stats.kept_steps, 0);
+  int hist = 0;
+  for (int v : r.stats.rounds_by_kept) hist += v;
+  EXPECT_EQ(hist, r.stats.rounds);
+}
+
+// Draft = target, exact verifier: every drafted step is the target's own and is kept.
+TEST(Lookahead, SelfDraftKeepsEveryStep) {
+  auto model = Model::load(test::model_path("smollm2"));
+  Forward tf(*model, 2);
+  Forward df(*model, tf.shared_pool());
+  const Tokenizer& tok = model->tokenizer();
+  for (size_t i = 0; i < questions().size(); i++) {
+    const auto prompt = chat(*model, questions()[i]);
+    const int n = 80;
+    const auto want = plain_greedy(tf, tok, prompt, n);
+    ExactVerifier exact;
+    LookaheadOptions lo;
+    lo.depth = 3;
+    lo.steps.max_tokens = i ? 10 : 100;
+    LrRun r = lookahead_greedy(tf, df, tok, prompt, n, exact, lo);
+    EXPECT_EQ(r.out, want) << "question " << i;
+    EXPECT_TRUE(r.cache_ok);
+    EXPECT_GT(r.stats.drafted_steps, 0);
+    EXPECT_EQ(r.stats.kept_steps, r.stats.drafted_steps);
+    EXPECT_EQ(r.stats.identical_steps, r.stats.drafted_steps);
+    EXPECT_EQ(r.stats.ineligible_steps, 0);
+    EXPECT_EQ(exact.stats().calls, 0) << "identical steps need no verifier";
+    EXPECT_GE(r.stats.rounds_by_kept[lo.depth], r.stats.rounds - 1) << "every round but the last keeps every step";
+  }
+}
+
+// Budgets and a full context stop lookahead where they stop plain generation.
+TEST(Lookahead, StopsWhereGenerateStops) {
+  auto model = Model::load(test::model_path("smollm2"));
+  auto draft_model = Model::load(test::model_path("smollm2.f32"));
+  Forward tf(*model, 2);
+  Forward df(*draft_model, tf.shared_pool());
+  const Tokenizer& tok = model->tokenizer();
+  const auto prompt = chat(*model, questions()[0]);
+  for (int n : {1, 2, 7, 33}) {
+    FixedVerifier reject(false);
+    LookaheadOptions lo;
+    lo.depth = 3;
+    lo.steps.max_tokens = 5;
+    LrRun r = lookahead_greedy(tf, df, tok, prompt, n, reject, lo);
+    EXPECT_EQ(r.out, plain_greedy(tf, tok, prompt, n)) << n;
+  }
+  const int ctx = (int)prompt.size() + 21;
+  const auto want = plain_greedy(tf, tok, prompt, 100, ctx);
+  EXPECT_EQ(want.size(), 22u);
+  ExactVerifier exact;
+  LookaheadOptions lo;
+  lo.depth = 4;
+  lo.steps.max_tokens = 6;
+  LrRun r = lookahead_greedy(tf, df, tok, prompt, 100, exact, lo, ctx);
+  EXPECT_EQ(r.out, want);
+}
+
+}  // namespace
+}  // namespace stepq
