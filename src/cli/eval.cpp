@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "cli/lookahead_flags.h"
 #include "eval/answers.h"
 #include "formats/gguf.h"
 #include "model/forward.h"
@@ -74,10 +75,7 @@ struct EvalArgs {
   // Token speculation.
   int spec_k = 0;  // 0: 8 with a draft model, 6 with n-gram lookup
   int ngram_max = 2;
-  // Lookahead Reasoning.
-  int depth = 4, step_cap = 100;
-  std::string verifier = "exact", judge, embed_model;
-  float embed_threshold = 0.95f;
+  LookaheadFlags la;  // Lookahead Reasoning
 };
 
 struct Problem {
@@ -176,6 +174,7 @@ struct ProblemResult {
   int tokens = 0, prompt_tokens = 0;
   double seconds = 0, prompt_seconds = 0, wall_seconds = 0;  // generation (prefill excluded); prefill; both
   const char* stopped = "max_tokens";
+  int rounds = 0, kept_steps = 0;  // lookahead modes
 };
 
 // One mode's run over the problems: its options, its verifier and its running totals.
@@ -206,6 +205,8 @@ void add_stats(LookaheadStats& t, const LookaheadStats& s) {
   t.target_steps += s.target_steps;
   t.identical_steps += s.identical_steps;
   t.ineligible_steps += s.ineligible_steps;
+  t.early_rejections += s.early_rejections;
+  t.depth_sum += s.depth_sum;
   t.branch_tokens += s.branch_tokens;
   t.spec_drafted += s.spec_drafted;
   t.spec_accepted += s.spec_accepted;
@@ -233,6 +234,11 @@ json lookahead_json(const ModeRun& m) {
   json kept_rate = json::array();
   for (int k : s.kept_at_depth) kept_rate.push_back(s.rounds ? (double)k / s.rounds : 0.0);
   return {{"depth", m.lo.depth},
+          {"adaptive_depth", m.lo.adaptive_depth},
+          {"mean_depth", s.rounds ? (double)s.depth_sum / s.rounds : 0.0},
+          {"token_spec", m.lo.token_spec == StepTokenSpec::kNone    ? "none"
+                         : m.lo.token_spec == StepTokenSpec::kNgram ? "ngram"
+                                                                    : "draft"},
           {"spec_k", m.lo.spec_k},
           {"rounds", s.rounds},
           {"drafted_steps", s.drafted_steps},
@@ -242,6 +248,9 @@ json lookahead_json(const ModeRun& m) {
           {"kept_at_depth_per_round", kept_rate},
           {"identical_steps", s.identical_steps},
           {"ineligible_steps", s.ineligible_steps},
+          {"early_rejections", s.early_rejections},
+          {"draft_seconds", s.draft_seconds},
+          {"target_seconds", s.target_seconds},
           {"target_steps", s.target_steps},
           {"target_forwards", s.target_forwards},
           {"draft_forwards", s.draft_forwards},
@@ -267,6 +276,10 @@ json mode_json(const ModeRun& m, const std::vector<Problem>& problems, const Mod
                    {"prompt_tokens", r.prompt_tokens},
                    {"prompt_seconds", r.prompt_seconds},
                    {"stopped", r.stopped}});
+    if (m.lookahead()) {
+      per.back()["rounds"] = r.rounds;
+      per.back()["kept_steps"] = r.kept_steps;
+    }
   }
   json j = {{"mode", mode_name(m.mode)},
             {"n", m.results.size()},
@@ -313,12 +326,11 @@ void do_eval(const EvalArgs& a) {
       fail("--mode {} (Lookahead Reasoning) needs --draft MODEL, the model that drafts the steps", name);
     if (m.mode == Mode::kSd && a.draft.empty() && !a.ngram)
       fail("--mode sd needs a drafter: --draft MODEL or --ngram (n-gram lookup)");
-    m.lo.depth = a.depth;
-    m.lo.steps.max_tokens = a.step_cap;
-    if (m.mode == Mode::kLrSd) {
-      m.lo.spec_k = a.spec_k > 0 ? a.spec_k : 6;
-      m.lo.ngram_max = a.ngram_max;
-    }
+    // lr+sd: the draft model's tokens inside the target's steps, or n-gram lookup with --ngram.
+    const StepTokenSpec spec = m.mode != Mode::kLrSd ? StepTokenSpec::kNone
+                               : a.ngram             ? StepTokenSpec::kNgram
+                                                     : StepTokenSpec::kDraft;
+    m.lo = lookahead_options(a.la, spec, a.spec_k > 0 ? a.spec_k : 6, a.ngram_max);
     if (m.mode == Mode::kSd) {
       m.ngram_sd = a.ngram;
       m.so.k_max = a.spec_k > 0 ? a.spec_k : m.ngram_sd ? 6 : 8;
@@ -370,7 +382,6 @@ void do_eval(const EvalArgs& a) {
                  same_vocab ? "" : ", another vocabulary");
   }
   std::unique_ptr<Model> judge_model;
-  if (!a.judge.empty()) judge_model = Model::load(a.judge);
 
   // One KV pool for every mode (they run one at a time), sized for the hungriest.
   int64_t pool_tokens = ctx;
@@ -380,12 +391,7 @@ void do_eval(const EvalArgs& a) {
       fail("--mode {} needs a draft model with the target's vocabulary; {} has another one", mode_name(m.mode),
            a.draft);
     pool_tokens = std::max(pool_tokens, lookahead_pool_tokens(ctx, m.lo));
-    StepVerifierOptions vo;
-    vo.embed_model = a.embed_model.empty() ? default_embed_model() : a.embed_model;
-    vo.embed_threshold = a.embed_threshold;
-    vo.judge_model = judge_model ? judge_model.get() : model.get();
-    vo.pool = fwd.shared_pool();
-    m.verifier = make_step_verifier(a.verifier, vo);
+    m.verifier = make_verifier(a.la, *model, fwd.shared_pool(), judge_model);
   }
   auto kv_pool = std::make_shared<KvPool>(c, KvPool::pages_for(pool_tokens));
 
@@ -415,10 +421,13 @@ void do_eval(const EvalArgs& a) {
       };
       const double t0 = now_s();
       GenerateStats st;
+      int rounds = 0, kept_steps = 0;
       if (m.lookahead()) {
         LookaheadStats ls;
         st = lookahead_generate(fwd, kv, *draft_fwd, sampler, tok, prompts[i], opt, *m.verifier, m.lo, ls, on_token);
         add_stats(m.ls, ls);
+        rounds = ls.rounds;
+        kept_steps = ls.kept_steps;
       } else if (m.mode == Mode::kSd) {
         // A fresh drafter per problem: no state carried from one problem to the next.
         std::unique_ptr<Drafter> drafter;
@@ -444,6 +453,8 @@ void do_eval(const EvalArgs& a) {
       r.seconds = st.generate_seconds;
       r.prompt_seconds = st.prompt_seconds;
       r.stopped = st.stopped_by_eog ? "eog" : st.stopped_by_context ? "context" : "max_tokens";
+      r.rounds = rounds;
+      r.kept_steps = kept_steps;
       m.correct += r.correct;
       m.tokens += r.tokens;
       m.seconds += r.seconds;
@@ -478,21 +489,9 @@ void do_eval(const EvalArgs& a) {
   }
   for (const ModeRun& m : modes) {
     if (m.lookahead()) {
-      const LookaheadStats& s = m.ls;
-      const StepVerifierStats& v = m.verifier->stats();
-      std::string per_depth;
-      for (size_t d = 0; d < s.kept_at_depth.size(); d++)
-        per_depth += fmt::format(" {}:{}/{}", d + 1, s.kept_at_depth[d], s.rounds);
-      std::fprintf(
-          out,
-          "%s: depth %d, verifier %s: %d rounds, drafted steps %d, kept %d (%.1f%%); kept by depth (of rounds):%s; "
-          "verifier calls %lld (model calls %lld, %.2f s)%s\n",
-          mode_name(m.mode), m.lo.depth, m.verifier->name().c_str(), s.rounds, s.drafted_steps, s.kept_steps,
-          100.0 * s.kept_steps / std::max(1, s.drafted_steps), per_depth.c_str(), (long long)v.calls,
-          (long long)v.model_calls, v.seconds,
-          m.lo.spec_k
-              ? fmt::format("; n-gram tokens in target steps: accepted {}/{}", s.spec_accepted, s.spec_drafted).c_str()
-              : "");
+      std::string summary = lookahead_summary(m.lo, m.ls, *m.verifier);
+      for (size_t at = 0; (at = summary.find('\n', at)) != std::string::npos; at += 2) summary.replace(at, 1, "\n  ");
+      std::fprintf(out, "%s: %s\n", mode_name(m.mode), summary.c_str());
     } else if (m.mode == Mode::kSd) {
       std::fprintf(out, "sd: %s, k <= %d: %d rounds, accepted %d/%d drafted tokens (%.1f%%)\n",
                    m.ngram_sd ? "n-gram lookup" : "draft model", m.so.k_max, m.ss.rounds, m.ss.accepted, m.ss.drafted,
@@ -553,28 +552,13 @@ void add_eval(CLI::App& app) {
   add_sampling_flags(c, a->sampling);
   c->get_option("--seed")->description("Seed: sampling, and which problems -n picks (a seeded shuffle)");
   auto* s = c->add_option_group("Speculation");
-  s->add_flag("--ngram", a->ngram, "sd: n-gram lookup instead of the draft model");
+  s->add_flag("--ngram", a->ngram, "sd and lr+sd: n-gram lookup instead of the draft model");
   s->add_option("--spec-k", a->spec_k,
-                "Drafted tokens per round at most (default: sd 8 with a draft, 6 with n-gram; lr+sd 6)")
+                "Drafted tokens per round at most (default: sd 8 with a draft, 6 with n-gram; lr+sd 6, by the draft "
+                "model or with --ngram by n-gram lookup)")
       ->check(CLI::Range(1, 64));
   s->add_option("--ngram-max", a->ngram_max, "Longest n-gram matched")->capture_default_str()->check(CLI::Range(1, 16));
-  auto* l = c->add_option_group("Lookahead Reasoning");
-  l->add_option("--depth", a->depth, "Steps the draft runs ahead per round")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 16));
-  l->add_option("--step-cap", a->step_cap, "Tokens after which a step ends without a blank line")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
-  l->add_option("--verifier", a->verifier, "exact, embed (MiniLM cosine) or judge (an LLM)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"exact", "embed", "judge"}));
-  l->add_option("--judge", a->judge, "Judge model for --verifier judge (default: the target)")
-      ->check(CLI::ExistingFile);
-  l->add_option("--embed-model", a->embed_model,
-                "BERT folder for --verifier embed (default: all-MiniLM-L6-v2 in ~/.cache/stepq/models)");
-  l->add_option("--embed-threshold", a->embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
-      ->capture_default_str()
-      ->check(CLI::Range(-1.0, 1.0));
+  add_lookahead_flags(c->add_option_group("Lookahead Reasoning"), a->la);
   c->callback([a, c] {
     a->seeded = c->get_option("--seed")->count() > 0;
     do_eval(*a);

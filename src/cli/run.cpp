@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "cli/lookahead_flags.h"
 #include "formats/gguf.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -36,24 +37,8 @@ struct RunArgs {
   int ngram_max = 2;
   // Lookahead Reasoning.
   bool lookahead = false;
-  int depth = 4, width = 1, step_cap = 100;
-  std::string boundary = "\\n\\n", verifier = "exact", judge, embed_model;
-  float embed_threshold = 0.95f;
+  LookaheadFlags la;
 };
-
-// "\n" and "\t" written in a flag as two characters each mean a newline and a tab.
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == 'n' || s[i + 1] == 't' || s[i + 1] == '\\')) {
-      out += s[i + 1] == 'n' ? '\n' : s[i + 1] == 't' ? '\t' : '\\';
-      i++;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 void do_run(const RunArgs& a) {
   std::string prompt = a.prompt;
@@ -87,16 +72,14 @@ void do_run(const RunArgs& a) {
   if (a.lookahead && a.draft.empty()) fail("--lookahead needs --draft MODEL (the model that drafts the steps)");
   if (!a.lookahead && a.ngram && !a.draft.empty())
     fail("--ngram and --draft are two kinds of token speculation: give one (with --lookahead, --ngram runs inside the target's steps)");
-  if (a.width != 1)
-    fail("--width {}: only one drafted alternative per depth (--width 1) is implemented so far", a.width);
-  LookaheadOptions lo;
-  lo.depth = a.depth;
-  lo.steps.max_tokens = a.step_cap;
-  lo.steps.boundary = unescape(a.boundary);
-  if (a.lookahead && a.ngram) {
-    lo.spec_k = a.spec_k > 0 ? a.spec_k : 6;
-    lo.ngram_max = a.ngram_max;
-  }
+  // With --lookahead, token speculation inside the target's steps: n-gram (--ngram) or the
+  // draft model (--spec-k K).
+  const StepTokenSpec step_spec = !a.lookahead ? StepTokenSpec::kNone
+                                  : a.ngram    ? StepTokenSpec::kNgram
+                                  : a.spec_k > 0 ? StepTokenSpec::kDraft
+                                                 : StepTokenSpec::kNone;
+  const LookaheadOptions lo =
+      lookahead_options(a.la, step_spec, a.spec_k > 0 ? a.spec_k : 6, a.ngram_max);
 
   Forward fwd(*model, a.threads);
   const int ctx = resolve_ctx(a.ctx, c);
@@ -150,15 +133,7 @@ void do_run(const RunArgs& a) {
 
   std::unique_ptr<StepVerifier> verifier;
   std::unique_ptr<Model> judge_model;
-  if (a.lookahead) {
-    StepVerifierOptions vo;
-    vo.embed_model = a.embed_model.empty() ? default_embed_model() : a.embed_model;
-    vo.embed_threshold = a.embed_threshold;
-    if (!a.judge.empty()) judge_model = Model::load(a.judge);
-    vo.judge_model = judge_model ? judge_model.get() : model.get();
-    vo.pool = fwd.shared_pool();
-    verifier = make_step_verifier(a.verifier, vo);
-  }
+  if (a.lookahead) verifier = make_verifier(a.la, *model, fwd.shared_pool(), judge_model);
 
   SpeculativeStats ss;
   LookaheadStats ls;
@@ -176,24 +151,9 @@ void do_run(const RunArgs& a) {
                  st.generate_seconds, st.n_generated / std::max(st.generate_seconds, 1e-9),
                  st.stopped_by_context ? " [context full]" : "");
   if (a.lookahead && !a.quiet) {
-    const StepVerifierStats& vs = verifier->stats();
-    std::string per_depth;
-    for (size_t i = 0; i < ls.kept_at_depth.size(); i++)
-      per_depth += fmt::format(" {}:{}/{}", i + 1, ls.kept_at_depth[i], ls.rounds);
-    std::fprintf(stderr,
-                 "stepq: lookahead (depth %d, verifier %s%s): %d rounds, drafted steps %d, kept %d (%d identical to "
-                 "the target's, %d not eligible), target steps %d\n",
-                 lo.depth, verifier->name().c_str(), lo.spec_k ? fmt::format(", n-gram k {}", lo.spec_k).c_str() : "",
-                 ls.rounds, ls.drafted_steps, ls.kept_steps, ls.identical_steps, ls.ineligible_steps, ls.target_steps);
-    std::fprintf(stderr, "stepq: kept drafted steps by depth:%s\n", per_depth.c_str());
-    std::fprintf(stderr,
-                 "stepq: target forwards %d (%.3f per token), draft forwards %d; verifier calls %lld (model calls "
-                 "%lld, %.2f s); draft %.2f s, target %.2f s\n",
-                 ls.target_forwards, (double)ls.target_forwards / std::max(1, st.n_generated), ls.draft_forwards,
-                 (long long)vs.calls, (long long)vs.model_calls, vs.seconds, ls.draft_seconds, ls.target_seconds);
-    if (lo.spec_k)
-      std::fprintf(stderr, "stepq: token speculation in target steps: drafted %d, accepted %d\n", ls.spec_drafted,
-                   ls.spec_accepted);
+    std::string summary = lookahead_summary(lo, ls, *verifier);
+    for (size_t at = 0; (at = summary.find('\n', at)) != std::string::npos; at += 8) summary.replace(at, 1, "\nstepq: ");
+    std::fprintf(stderr, "stepq: lookahead: %s\n", summary.c_str());
   }
   if (drafter && !a.quiet) {
     std::fprintf(stderr,
@@ -241,19 +201,10 @@ void add_run(CLI::App& app) {
   g->add_flag("--spec-fixed", a->spec_fixed, "Always draft --spec-k tokens (default: choose k each round from the measured acceptance rate and costs)");
   auto* l = c->add_option_group("Lookahead Reasoning",
                                 "step-level speculation: the --draft model writes the next steps, the target checks them");
-  l->add_flag("--lookahead", a->lookahead, "Draft whole reasoning steps ahead (needs --draft with the same vocabulary)");
-  l->add_option("--depth", a->depth, "Steps the draft runs ahead per round")->capture_default_str()->check(CLI::Range(1, 16));
-  l->add_option("--width", a->width, "Drafted alternatives per depth")->capture_default_str()->check(CLI::Range(1, 8));
-  l->add_option("--verifier", a->verifier, "exact (normalized text), embed (MiniLM cosine) or judge (an LLM)")
-      ->capture_default_str()->check(CLI::IsMember({"exact", "embed", "judge"}));
-  l->add_option("--judge", a->judge, "Judge model for --verifier judge (default: the target)")->check(CLI::ExistingFile);
-  l->add_option("--embed-model", a->embed_model,
-                "BERT folder for --verifier embed (default: all-MiniLM-L6-v2 in ~/.cache/stepq/models)");
-  l->add_option("--embed-threshold", a->embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
-      ->capture_default_str()->check(CLI::Range(-1.0, 1.0));
-  l->add_option("--step-boundary", a->boundary, "Text that ends a step (\\n = newline)")->capture_default_str();
-  l->add_option("--step-cap", a->step_cap, "Tokens after which a step ends without a boundary")
-      ->capture_default_str()->check(CLI::Range(1, 4096));
+  l->add_flag("--lookahead", a->lookahead,
+              "Draft whole reasoning steps ahead (needs --draft with the same vocabulary); --ngram or --spec-k K add "
+              "token speculation inside the target's steps (n-gram lookup, or K tokens of the draft model)");
+  add_lookahead_flags(l, a->la);
   c->callback([a] { do_run(*a); });
 }
 

@@ -30,22 +30,23 @@ struct DraftStep {
   bool eog = false;
 };
 
-// The draft model's side: its own cache, kept in step with the committed history, and the
-// step-by-step drafting.
+// The draft model's side: one cache (a ModelDrafter's), kept in step with the committed
+// history, that drafts the steps and, with StepTokenSpec::kDraft, the tokens inside the target's
+// steps.
 class StepDrafter {
  public:
   StepDrafter(Forward& fwd, const Tokenizer& tok, int ctx, const SamplerParams& sp, const StepRules& rules)
-      : fwd_(fwd), tok_(tok), kv_(fwd.model().config(), ctx), sampler_(draft_params(sp), fwd.model().config().n_vocab),
-        splitter_(rules) {}
+      : tok_(tok), md_(fwd, ctx, sp), sampler_(draft_params(sp), fwd.model().config().n_vocab), splitter_(rules) {}
 
   // Drafts up to `depth` steps after `history` (all tokens so far), at most `budget` tokens in all.
   // after_boundary: whether the committed text ends at a step boundary.
   void draft(std::span<const int32_t> history, int depth, int budget, bool after_boundary,
              std::vector<DraftStep>& out, LookaheadStats& stats) {
     out.clear();
-    budget = std::min<int64_t>(budget, (int64_t)kv_.capacity() - (int64_t)history.size());
+    budget = std::min<int64_t>(budget, md_.capacity() - (int64_t)history.size());
     if (depth <= 0 || budget <= 0) return;
-    std::span<const float> logits = sync(history, stats);
+    const int64_t f0 = md_.forwards();
+    std::span<const float> logits = sync(history);
     splitter_.reset(after_boundary);
     out.emplace_back();
     for (int n = 0; n < budget; n++) {
@@ -63,13 +64,27 @@ class StepDrafter {
         out.emplace_back();
       }
       if (n + 1 == budget) break;
-      SequenceInput in{&kv_, {&t, 1}, false};
-      logits = fwd_.run({&in, 1});
-      stats.draft_forwards++;
-      seen_.push_back(t);
+      logits = md_.feed(t);
     }
     if (out.back().tokens.empty()) out.pop_back();
     else if (out.back().text.empty()) out.back().text = std::string(splitter_.text());
+    stats.draft_forwards += (int)(md_.forwards() - f0);
+  }
+
+  // Catches the cache and the sampler's penalty history up with `history`; returns the logits
+  // after it. (Alone: the draft's prefill of the prompt.)
+  std::span<const float> sync(std::span<const int32_t> history) {
+    std::span<const float> logits = md_.sync(history);
+    for (size_t i = history.size() - (size_t)md_.last_catch_up(); i < history.size(); i++) sampler_.accept(history[i]);
+    return logits;
+  }
+
+  // Token speculation inside a target step: up to k tokens after `history`.
+  void propose(std::span<const int32_t> history, int k, std::vector<int32_t>& out, std::vector<float>* q,
+               LookaheadStats& stats) {
+    const int64_t f0 = md_.forwards();
+    md_.propose(history, k, out, q);
+    stats.draft_forwards += (int)(md_.forwards() - f0);
   }
 
  private:
@@ -78,21 +93,14 @@ class StepDrafter {
     return p;
   }
 
-  // Catches the draft's cache and its sampler's penalty history up with h.
-  std::span<const float> sync(std::span<const int32_t> h, LookaheadStats& stats) {
-    const CacheSync r = sync_cache(fwd_, kv_, seen_, h);
-    stats.draft_forwards += r.forwards;
-    for (size_t i = h.size() - (size_t)r.fed; i < h.size(); i++) sampler_.accept(h[i]);
-    return r.logits;
-  }
-
-  Forward& fwd_;
   const Tokenizer& tok_;
-  KvCache kv_;
+  ModelDrafter md_;
   Sampler sampler_;
   StepSplitter splitter_;
-  std::vector<int32_t> seen_;  // the tokens in kv_
 };
+
+// Drafted-text lookup's tokens per branch per forward at most.
+constexpr int kBranchLookupK = 3;
 
 // The target generating its own step after one drafted prefix.
 struct Branch {
@@ -104,9 +112,31 @@ struct Branch {
   int limit = 0;                 // tokens t_i may have: what is left of n_predict after its prefix
   bool done = false, eog = false;
   StepEnd end = StepEnd::kNone;
-  std::vector<int32_t> spec;     // this forward's n-gram drafted tokens
+  int start = 0;                 // where d_i starts among the drafted tokens (d_1..d_(i-1) before it)
+  int diverged = 0;              // tokens of d_i the target agreed with
+  std::vector<int32_t> spec;     // this forward's drafted tokens (pending first)
+  std::vector<float> q;          // their draft distributions (sampling with the draft model)
   Branch(const Sampler& s, const StepRules& r) : sampler(s), splitter(r) {}
 };
+
+// Token speculation for a branch among several (StepTokenSpec::kDraft before one branch is
+// left): the tokens that follow the branch's last n tokens (n = max_n down to 2) in the drafted
+// text from where the branch left its drafted step on. After a differing word or two the
+// target's step often goes on as the draft's did; the lookup costs no model run, and a
+// one-token match is not trusted (a wrong guess makes every branch's forward wider).
+void drafted_lookup(std::span<const int32_t> drafted, std::span<const int32_t> branch, int max_n, int k,
+                    std::vector<int32_t>& out) {
+  out.clear();
+  for (int n = std::min<int>(max_n, (int)branch.size()); n >= 2 && k > 0; n--) {
+    const int32_t* pat = branch.data() + branch.size() - n;
+    for (size_t i = 0; i + n < drafted.size(); i++) {
+      if (!std::equal(pat, pat + n, drafted.data() + i)) continue;
+      const size_t from = i + n, to = std::min(drafted.size(), from + (size_t)k);
+      out.assign(drafted.begin() + (ptrdiff_t)from, drafted.begin() + (ptrdiff_t)to);
+      return;
+    }
+  }
+}
 
 }  // namespace
 
@@ -141,11 +171,9 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
   if (kv.length() + 1 > kv.capacity()) fail("the prompt fills the whole context; raise --ctx or shorten it");
   StepDrafter drafter(draft, tok, kv.capacity(), sampler.params(), lo.steps);
   std::vector<int32_t> history(prompt.begin(), prompt.end());
-  {
-    // The draft's own prefill counts as prompt processing.
-    std::vector<DraftStep> none;
-    drafter.draft(history, 0, 0, true, none, stats);
-  }
+  int depth = lo.depth;  // this round's γ
+  // The draft's own prefill counts as prompt processing.
+  if ((int64_t)history.size() < kv.capacity()) drafter.sync(history);
   st.n_prompt = (int)prompt.size();
   st.prompt_seconds = now_s() - t0;
 
@@ -172,8 +200,9 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
 
     // 1. Draft.
     double tr = now_s();
-    drafter.draft(history, lo.depth, std::min(budget_left, room), after_boundary, drafts, stats);
+    drafter.draft(history, depth, std::min(budget_left, room), after_boundary, drafts, stats);
     stats.draft_seconds += now_s() - tr;
+    stats.depth_sum += depth;
     const int D = (int)drafts.size();
 
     // 2. The target reads pending + every drafted token at once.
@@ -186,10 +215,8 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
     stats.target_forwards++;
 
     // Branch i (0-based, depth i+1) starts after pending + d_1..d_i's tokens: logits row `row`.
-    // Depth D+1 (after every drafted step) exists when the drafts leave room and did not end
-    // generation.
-    // The target's step after every drafted one (depth D+1), unless the drafts ended generation
-    // or used up its budget.
+    // The target's step after every drafted one (depth D+1) exists unless the drafts ended
+    // generation or used up its budget.
     const bool last_eog = D > 0 && drafts.back().eog;
     const bool last_cut = D > 0 && drafts.back().end == StepEnd::kNone;
     const int n_branches = D + ((last_eog || last_cut || (int)batch.size() - 1 >= budget_left) ? 0 : 1);
@@ -205,6 +232,8 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
       const VerifyResult vr = verify_drafts(b->sampler, logits.data() + (size_t)row * V, d, {}, probs);
       // A step needs no more tokens than generation has left after its prefix.
       b->limit = budget_left - row;
+      b->start = row;
+      b->diverged = vr.n_accepted;
       // t_i so far: the agreed prefix of d_i, then the target's own token.
       for (int j = 0; j <= vr.n_accepted && !b->done; j++) {
         const int32_t t = j < vr.n_accepted ? d[j] : vr.next;
@@ -229,13 +258,13 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
     }
     stats.target_seconds += now_s() - tr;
 
-    // 3 + 4. Advance the live branches together; decide in depth order as they finish.
+    // 3 + 4. Advance the live branches together; decide in depth order, as branches finish or as
+    // soon as a rejection is certain.
     std::vector<int> decided(branches.size(), -1);  // per depth: 1 kept, 0 not kept, -1 open
-    int winner = -1;  // the branch whose own step ends the round
+    int winner = -1;  // the branch whose own step ends the round; -2: none (every step kept, nothing after)
     auto decide = [&]() {
       for (int i = 0; i < (int)branches.size(); i++) {
         Branch& b = *branches[i];
-        if (!b.done) return;
         if (i >= D) {
           winner = i;  // every drafted step kept: the target's step after them
           return;
@@ -243,62 +272,94 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
         if (decided[i] < 0) {
           const DraftStep& d = drafts[i];
           const bool eligible = i == 0 ? after_boundary : drafts[i - 1].end == StepEnd::kBoundary;
-          stats.drafted_steps++;
-          const double tv = now_s();
-          // A drafted step identical to the target's needs no verifier (eligible or not).
-          const bool same = b.tokens == d.tokens;
-          if (!eligible && !same) stats.ineligible_steps++;
-          std::string_view t_text = b.splitter.text();
-          std::string context;
-          if (!same && eligible) {
-            context = generated;
-            for (int j = 0; j < i; j++) context += drafts[j].text;
+          if (!b.done) {
+            // Still running: a rejection may already be certain. The target's step left the
+            // drafted one (it holds a token the draft did not write there), and either the
+            // drafted step may not be judged, or the verifier rules every completion out.
+            const bool left = b.tokens.size() > d.tokens.size() ||
+                              !std::equal(b.tokens.begin(), b.tokens.end(), d.tokens.begin());
+            if (!left || (eligible && verifier.may_accept(b.splitter.text(), d.text))) return;
+            decided[i] = 0;
+            stats.drafted_steps++;
+            stats.early_rejections++;
+            if (!eligible) stats.ineligible_steps++;
+          } else {
+            stats.drafted_steps++;
+            const double tv = now_s();
+            // A drafted step identical to the target's needs no verifier (eligible or not).
+            const bool same = b.tokens == d.tokens;
+            if (!eligible && !same) stats.ineligible_steps++;
+            std::string context;
+            if (!same && eligible) {
+              context = generated;
+              for (int j = 0; j < i; j++) context += drafts[j].text;
+            }
+            decided[i] = (same || (eligible && verifier.accept(context, b.splitter.text(), d.text))) ? 1 : 0;
+            stats.verify_seconds += now_s() - tv;
           }
-          decided[i] = (same || (eligible && verifier.accept(context, t_text, d.text))) ? 1 : 0;
-          stats.verify_seconds += now_s() - tv;
         }
         if (decided[i] == 0) {
           winner = i;
           return;
         }
         if (i == (int)branches.size() - 1) {
-          winner = -2;  // every drafted step kept, no step after them (end of generation or budget)
+          winner = -2;
           return;
         }
       }
     };
+    // Branch i's text so far: the history, d_1..d_(i-1), then t_i so far.
+    auto branch_history = [&](int i, std::vector<int32_t>& h) {
+      const Branch& b = *branches[i];
+      h.assign(history.begin(), history.end());
+      h.insert(h.end(), batch.begin() + 1, batch.begin() + 1 + b.start);
+      h.insert(h.end(), b.tokens.begin(), b.tokens.end());
+    };
     decide();
-    while (winner == -1) {
-      tr = now_s();
+    while (winner != -2 && !(winner >= 0 && branches[winner]->done)) {
       live.clear();
       inputs.clear();
       for (int i = 0; i < (int)branches.size(); i++) {
         Branch& b = *branches[i];
-        if (b.done) continue;
-        // A branch deeper than an undecided rejection may still matter; one past a decided
-        // rejection does not (decide() ended the round then).
+        // Once the round's last step is known only it runs; before, every unfinished branch.
+        if (b.done || (winner >= 0 && i != winner)) continue;
         b.spec.clear();
+        b.q.clear();
         const int cap_left = b.kv->capacity() - b.kv->length() - 1;
         if (cap_left < 0) {
           b.done = true;  // out of context: the step ends here
           continue;
         }
-        if (lo.spec_k > 0 && cap_left > 0) {
-          spec_history.assign(history.begin(), history.end());
-          for (int j = 0; j < i && j < D; j++)
-            spec_history.insert(spec_history.end(), drafts[j].tokens.begin(), drafts[j].tokens.end());
-          spec_history.insert(spec_history.end(), b.tokens.begin(), b.tokens.end());
-          ngram.propose(spec_history, std::min(lo.spec_k, cap_left), b.spec, nullptr);
-        }
-        b.spec.insert(b.spec.begin(), b.pending);
         live.push_back(i);
-        inputs.push_back(SequenceInput{b.kv.get(), b.spec, true});
       }
       if (live.empty()) {
         decide();
-        if (winner == -1) fail("lookahead: every branch finished but no step was chosen (a bug)");
+        if (winner == -1 || (winner >= 0 && !branches[winner]->done))
+          fail("lookahead: every branch finished but no step was chosen (a bug)");
         break;
       }
+      for (int i : live) {
+        Branch& b = *branches[i];
+        const int cap_left = b.kv->capacity() - b.kv->length() - 1;
+        const int k = std::min({lo.spec_k, cap_left, b.limit - (int)b.tokens.size() - 1});
+        if (k > 0 && lo.token_spec == StepTokenSpec::kNgram) {
+          branch_history(i, spec_history);
+          ngram.propose(spec_history, k, b.spec, nullptr);
+        } else if (k > 0 && lo.token_spec == StepTokenSpec::kDraft && live.size() == 1) {
+          branch_history(i, spec_history);
+          const double td = now_s();
+          drafter.propose(spec_history, k, b.spec, sampler.params().temperature > 0 ? &b.q : nullptr, stats);
+          stats.draft_seconds += now_s() - td;
+        } else if (k > 0 && lo.token_spec == StepTokenSpec::kDraft) {
+          // Several branches: the drafted text after the point where this one left it.
+          const int from = std::min<int>(b.start + b.diverged, (int)batch.size() - 1);
+          drafted_lookup(std::span<const int32_t>(batch).subspan(1 + from), b.tokens, std::max(2, lo.ngram_max + 1),
+                         std::min(k, kBranchLookupK), b.spec);
+        }
+        b.spec.insert(b.spec.begin(), b.pending);
+        inputs.push_back(SequenceInput{b.kv.get(), b.spec, true});
+      }
+      const double tt = now_s();
       logits = target.run(inputs);
       stats.target_forwards++;
       for (size_t s = 0; s < live.size(); s++) {
@@ -306,7 +367,7 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
         const int before = b.kv->length() - (int)b.spec.size();  // the length before this forward
         std::span<const int32_t> sd(b.spec.data() + 1, b.spec.size() - 1);
         const VerifyResult vr =
-            verify_drafts(b.sampler, logits.data() + (size_t)target.output_offset((int)s) * V, sd, {}, probs);
+            verify_drafts(b.sampler, logits.data() + (size_t)target.output_offset((int)s) * V, sd, b.q, probs);
         stats.spec_drafted += (int)sd.size();
         stats.spec_accepted += vr.n_accepted;
         int fed = 1;  // tokens of this forward kept in the cache (pending, then the accepted)
@@ -325,8 +386,8 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
         b.kv->truncate(before + fed);
         b.pending = b.tokens.back();
       }
-      stats.target_seconds += now_s() - tr;
-      decide();
+      stats.target_seconds += now_s() - tt;
+      if (winner == -1) decide();
     }
 
     // Commit: the kept drafted steps, then the winner's own step.
@@ -338,6 +399,10 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
       kept++;
     }
     stats.kept_steps += kept;
+    if (lo.adaptive_depth) {
+      if (kept < D) depth = kept + 1;
+      else if (D == depth) depth = std::min(lo.depth, depth + 1);
+    }
     stats.rounds_by_kept[kept]++;
     stats.rounds++;
     StepEnd last_end;

@@ -13,7 +13,9 @@
 //     (plus, with token speculation, n-gram drafted tokens for each branch in the same forward).
 //  4. In depth order, as branches finish: d_i is kept when it is eligible (the text before it
 //     ended at a step boundary) and the verifier accepts it against t_i; at the first d_i that
-//     is not kept, t_i takes its place and the round ends. If every d_i is kept, the round ends
+//     is not kept, t_i takes its place and the round ends. A rejection is decided as soon as it
+//     is certain (an ineligible step the target left, or a verifier whose may_accept() rules the
+//     target's partial step out): the deeper branches stop there and t_i finishes alone. If every d_i is kept, the round ends
 //     with the target's own next step t_(γ+1). Branches that can no longer matter stop at once.
 // Every round thus ends with one step the target generated itself, so with an always-reject
 // verifier the output is the target's plain greedy output, and with a draft equal to the target
@@ -35,10 +37,23 @@ class Sampler;
 class StepVerifier;
 class Tokenizer;
 
+// Token speculation inside the target's steps.
+//   kNgram: every live branch carries n-gram drafted tokens in the batched forward.
+//   kDraft: the draft model drafts tokens for a branch once it is the only one still running
+//           (the usual case after a rejection); its cache is the one that drafts the steps, so
+//           the next round's step drafting finds the target's step already fed.
+enum class StepTokenSpec { kNone, kNgram, kDraft };
+
 struct LookaheadOptions {
   StepRules steps;
-  int depth = 4;      // γ: steps the draft runs ahead each round
-  int spec_k = 0;     // token speculation inside target steps: n-gram tokens per branch per forward (0: off)
+  int depth = 4;               // γ: steps the draft runs ahead each round (at most, when adaptive)
+  // Adapt γ each round, as speculative decoding adapts k: after a round that kept every drafted
+  // step, one more (up to depth); otherwise the kept count plus one. On a CPU, where drafting and
+  // the target's reading of drafted tokens are not free, deep drafts that are rejected early
+  // cost more than they save.
+  bool adaptive_depth = true;
+  StepTokenSpec token_spec = StepTokenSpec::kNone;
+  int spec_k = 6;     // drafted tokens per branch per forward at most (token_spec != kNone)
   int ngram_max = 2;  // n-gram lookup's longest match
 };
 
@@ -49,6 +64,8 @@ struct LookaheadStats {
   int target_steps = 0;                   // steps the target wrote itself (one per round at most)
   int identical_steps = 0;                // drafted steps the target reproduced token for token
   int ineligible_steps = 0;               // differing drafted steps after a capped step (not judged)
+  int early_rejections = 0;               // rejections decided before the target's step ended
+  int64_t depth_sum = 0;                  // γ summed over rounds (adaptive depth)
   std::vector<int> kept_at_depth;         // [i]: rounds that kept drafted step i+1
   std::vector<int> rounds_by_kept;        // [n]: rounds that kept n drafted steps
   int branch_tokens = 0;                  // tokens the target generated in branches (kept or not)

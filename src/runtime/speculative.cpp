@@ -71,8 +71,19 @@ std::string ModelDrafter::name() const { return "draft model"; }
 std::span<const float> ModelDrafter::sync(std::span<const int32_t> h) {
   const CacheSync r = sync_cache(fwd_, *kv_, seen_, h);
   last_catch_up_ = r.fed;
+  forwards_ += r.forwards;
   return r.logits;
 }
+
+std::span<const float> ModelDrafter::feed(int32_t t) {
+  SequenceInput in{kv_.get(), {&t, 1}, false};
+  std::span<const float> logits = fwd_.run({&in, 1});
+  seen_.push_back(t);
+  forwards_++;
+  return logits;
+}
+
+int64_t ModelDrafter::capacity() const { return kv_->capacity(); }
 
 void ModelDrafter::prefill(std::span<const int32_t> prompt) {
   if (!prompt.empty() && (int64_t)prompt.size() <= kv_->capacity()) sync(prompt);
@@ -104,9 +115,7 @@ void ModelDrafter::propose(std::span<const int32_t> h, int k, std::vector<int32_
     }
     out.push_back(d);
     if (i + 1 == k) break;
-    SequenceInput in{kv_.get(), {&out.back(), 1}, false};
-    logits = fwd_.run({&in, 1});
-    seen_.push_back(d);
+    logits = feed(d);
   }
   if (greedy && q) q->clear();
   seconds_ += now_s() - t0;

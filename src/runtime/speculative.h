@@ -79,16 +79,22 @@ class ModelDrafter : public Drafter {
   void prefill(std::span<const int32_t> prompt) override;
   std::string name() const override;
 
- private:
-  // Rolls the cache back to the longest common prefix with h (keeping at least one token of h to
-  // feed) and feeds the rest; returns the logits after h.
+  // The cache, for callers that draft by their own rules (Lookahead Reasoning's steps):
+  // sync() rolls it back to the longest common prefix with h (keeping at least one token of h to
+  // feed) and feeds the rest, returning the logits after h; feed() appends one token and returns
+  // the logits after it. Both stay valid until the next forward.
   std::span<const float> sync(std::span<const int32_t> h);
+  std::span<const float> feed(int32_t t);
+  int64_t capacity() const;
+  int64_t forwards() const { return forwards_; }  // draft forwards run so far
 
+ private:
   Forward& fwd_;
   std::unique_ptr<KvCache> kv_;
   Sampler sampler_;
   std::vector<int32_t> seen_;  // the tokens in kv_, in order
   std::vector<float> probs_;
+  int64_t forwards_ = 0;
 };
 
 // A draft model with a different vocabulary: the history goes through text into the draft's

@@ -90,11 +90,28 @@ bool normalized_equal(std::string_view a, std::string_view b) {
   }
 }
 
-bool ExactVerifier::accept(std::string_view, std::string_view target_step, std::string_view draft_step) {
+bool normalized_prefix(std::string_view prefix, std::string_view s) {
+  size_t i = 0, j = 0;
+  for (;;) {
+    while (i < prefix.size() && is_ascii_space(prefix[i])) i++;
+    while (j < s.size() && is_ascii_space(s[j])) j++;
+    if (i == prefix.size()) return true;
+    if (j == s.size() || ascii_lower(prefix[i]) != ascii_lower(s[j])) return false;
+    i++;
+    j++;
+  }
+}
+
+bool StepVerifier::accept(std::string_view context, std::string_view target_step, std::string_view draft_step) {
   const double t0 = now_s();
-  const bool ok = normalized_equal(target_step, draft_step);
   stats_.calls++;
-  stats_.exact_matches += ok;
+  bool ok;
+  if (normalized_equal(target_step, draft_step)) {
+    stats_.exact_matches++;
+    ok = true;
+  } else {
+    ok = same_meaning(context, target_step, draft_step);
+  }
   stats_.accepted += ok;
   stats_.seconds += now_s() - t0;
   return ok;
@@ -125,19 +142,8 @@ float EmbedVerifier::similarity(std::string_view a, std::string_view b) {
   return last_similarity_;
 }
 
-bool EmbedVerifier::accept(std::string_view, std::string_view target_step, std::string_view draft_step) {
-  const double t0 = now_s();
-  stats_.calls++;
-  bool ok;
-  if (normalized_equal(target_step, draft_step)) {
-    stats_.exact_matches++;
-    ok = true;
-  } else {
-    ok = similarity(target_step, draft_step) >= threshold_;
-  }
-  stats_.accepted += ok;
-  stats_.seconds += now_s() - t0;
-  return ok;
+bool EmbedVerifier::same_meaning(std::string_view, std::string_view target_step, std::string_view draft_step) {
+  return similarity(target_step, draft_step) >= threshold_;
 }
 
 // --- judge -----------------------------------------------------------------------------------
@@ -235,33 +241,23 @@ std::string JudgeVerifier::prompt(std::string_view context, std::string_view tar
   return head_ + variable_text(context, target_step, draft_step) + tail_;
 }
 
-bool JudgeVerifier::accept(std::string_view context, std::string_view target_step, std::string_view draft_step) {
-  const double t0 = now_s();
-  stats_.calls++;
-  bool ok;
-  if (normalized_equal(target_step, draft_step)) {
-    stats_.exact_matches++;
-    ok = true;
-  } else {
-    const Tokenizer& tok = model_.tokenizer();
-    ids_.assign(head_ids_.begin(), head_ids_.end());
-    const std::vector<int32_t> var = tok.encode(variable_text(context, target_step, draft_step), false, false);
-    ids_.insert(ids_.end(), var.begin(), var.end());
-    ids_.insert(ids_.end(), tail_ids_.begin(), tail_ids_.end());
-    if ((int64_t)ids_.size() > kv_->capacity())
-      fail("judge: the prompt for these steps has {} tokens, more than the judge's context of {} tokens; "
-           "steps this long are not steps (the step token cap keeps them short)",
-           ids_.size(), kv_->capacity());
-    // Roll back to the longest common prefix with the tokens in the cache (the fixed part at
-    // least) and feed the rest.
-    const std::span<const float> logits = sync_cache(*fwd_, *kv_, seen_, ids_).logits;
-    stats_.model_calls++;
-    last_ = {logits[aligned_], logits[unaligned_]};
-    ok = last_.aligned > last_.unaligned;
-  }
-  stats_.accepted += ok;
-  stats_.seconds += now_s() - t0;
-  return ok;
+bool JudgeVerifier::same_meaning(std::string_view context, std::string_view target_step,
+                                 std::string_view draft_step) {
+  const Tokenizer& tok = model_.tokenizer();
+  ids_.assign(head_ids_.begin(), head_ids_.end());
+  const std::vector<int32_t> var = tok.encode(variable_text(context, target_step, draft_step), false, false);
+  ids_.insert(ids_.end(), var.begin(), var.end());
+  ids_.insert(ids_.end(), tail_ids_.begin(), tail_ids_.end());
+  if ((int64_t)ids_.size() > kv_->capacity())
+    fail("judge: the prompt for these steps has {} tokens, more than the judge's context of {} tokens; "
+         "steps this long are not steps (the step token cap keeps them short)",
+         ids_.size(), kv_->capacity());
+  // Roll back to the longest common prefix with the tokens in the cache (the fixed part at
+  // least) and feed the rest.
+  const std::span<const float> logits = sync_cache(*fwd_, *kv_, seen_, ids_).logits;
+  stats_.model_calls++;
+  last_ = {logits[aligned_], logits[unaligned_]};
+  return last_.aligned > last_.unaligned;
 }
 
 // --- factory ---------------------------------------------------------------------------------

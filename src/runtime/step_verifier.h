@@ -35,12 +35,28 @@ class StepVerifier {
  public:
   virtual ~StepVerifier() = default;
   // True when the drafted step may stand in for the target's step. `context` is the text before
-  // both steps.
-  virtual bool accept(std::string_view context, std::string_view target_step, std::string_view draft_step) = 0;
+  // both steps. The steps are compared by the normalized exact match first (no model run), then
+  // by same_meaning(); calls, matches and time are counted here.
+  virtual bool accept(std::string_view context, std::string_view target_step, std::string_view draft_step);
+  // False when no completion of the target's step that starts with `target_prefix` can be
+  // accepted against `draft_step`: Lookahead Reasoning then decides the rejection at once and
+  // stops the branches behind it. Must never be false where accept() could later say true.
+  virtual bool may_accept(std::string_view target_prefix, std::string_view draft_step) const {
+    (void)target_prefix;
+    (void)draft_step;
+    return true;
+  }
   virtual std::string name() const = 0;
   const StepVerifierStats& stats() const { return stats_; }
 
  protected:
+  // The semantic comparison after the exact match failed (a model call); none by default.
+  virtual bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) {
+    (void)context;
+    (void)target_step;
+    (void)draft_step;
+    return false;
+  }
   StepVerifierStats stats_;
 };
 
@@ -51,10 +67,15 @@ class StepVerifier {
 std::string normalize_step(std::string_view s);
 // normalize_step(a) == normalize_step(b), without building either.
 bool normalized_equal(std::string_view a, std::string_view b);
+// normalize_step(prefix) is a prefix of normalize_step(s).
+bool normalized_prefix(std::string_view prefix, std::string_view s);
 
 class ExactVerifier : public StepVerifier {
  public:
-  bool accept(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
+  // The normalization works byte by byte, so a target step can only match when every prefix of it does.
+  bool may_accept(std::string_view target_prefix, std::string_view draft_step) const override {
+    return normalized_prefix(target_prefix, draft_step);
+  }
   std::string name() const override { return "exact"; }
 };
 
@@ -65,7 +86,6 @@ class EmbedVerifier : public StepVerifier {
  public:
   EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool, float threshold = 0.95f);
   ~EmbedVerifier() override;
-  bool accept(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
   std::string name() const override { return "embed"; }
 
   // Cosine similarity of the two texts' embeddings (one forward; counted as a model call).
@@ -73,6 +93,9 @@ class EmbedVerifier : public StepVerifier {
   float threshold() const { return threshold_; }
   // The similarity the last model call computed (NaN before any).
   float last_similarity() const { return last_similarity_; }
+
+ protected:
+  bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
 
  private:
   std::unique_ptr<BertModel> model_;
@@ -117,7 +140,6 @@ class JudgeVerifier : public StepVerifier {
   // forward to a character start); 0 = none, as the reference judges the two steps alone.
   JudgeVerifier(const Model& model, std::shared_ptr<ThreadPool> pool, int context_chars = 0);
   ~JudgeVerifier() override;
-  bool accept(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
   std::string name() const override { return "judge"; }
 
   // The fixed instruction that opens the user message.
@@ -133,6 +155,9 @@ class JudgeVerifier : public StepVerifier {
   Scores last_scores() const { return last_; }
   int prefix_tokens() const { return (int)head_ids_.size(); }  // the fixed part kept in the cache
   const KvCache& cache() const { return *kv_; }
+
+ protected:
+  bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
 
  private:
   std::string variable_text(std::string_view context, std::string_view target_step, std::string_view draft_step) const;

@@ -307,8 +307,28 @@ TEST(StepVerifier, ExactNormalization) {
     ASSERT_EQ(normalized_equal(a, b), normalize_step(a) == normalize_step(b)) << "'" << a << "' '" << b << "'";
   }
 
+  // normalized_prefix agrees with the normalized strings, and may_accept never rules out a
+  // prefix of a step the verifier would accept: every prefix of a matching target step passes.
+  for (int t = 0; t < 20000; t++) {
+    std::string a, b;
+    for (int i = rng() % 7; i > 0; i--) a += alphabet[rng() % sizeof alphabet];
+    for (int i = rng() % 9; i > 0; i--) b += alphabet[rng() % sizeof alphabet];
+    const std::string na = normalize_step(a), nb = normalize_step(b);
+    ASSERT_EQ(normalized_prefix(a, b), nb.compare(0, na.size(), na) == 0) << "'" << a << "' '" << b << "'";
+    if (normalized_equal(a, b)) {
+      for (size_t n = 0; n <= a.size(); n++) {
+        ASSERT_TRUE(ExactVerifier().may_accept(a.substr(0, n), b)) << a << " " << n;
+      }
+    }
+  }
+  EXPECT_TRUE(normalized_prefix("So she", "so she makes 9*2"));
+  EXPECT_FALSE(normalized_prefix("So he", "so she makes"));
+  EXPECT_FALSE(normalized_prefix("so she makes 9*2=$18. More", "so she makes 9*2=$18."));
+
   ExactVerifier v;
   EXPECT_EQ(v.name(), "exact");
+  EXPECT_TRUE(v.may_accept("X =", "x = 1"));
+  EXPECT_FALSE(v.may_accept("x = 2", "x = 1"));
   EXPECT_TRUE(v.accept("ignored", "x = 1\n\n", "X=1"));
   EXPECT_FALSE(v.accept("", "x = 1", "x = 2"));
   EXPECT_EQ(v.stats().calls, 2);

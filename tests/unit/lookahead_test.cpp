@@ -23,19 +23,21 @@
 namespace stepq {
 namespace {
 
-// Answers every pair the same way, counting the calls.
+// Answers every pair the same way, counting the calls. With rule_out_early, may_accept() says
+// no as soon as asked (the early rejection path of lookahead_generate).
 class FixedVerifier : public StepVerifier {
  public:
-  explicit FixedVerifier(bool answer) : answer_(answer) {}
+  explicit FixedVerifier(bool answer, bool rule_out_early = false) : answer_(answer), early_(rule_out_early) {}
   bool accept(std::string_view, std::string_view, std::string_view) override {
     stats_.calls++;
     if (answer_) stats_.accepted++;
     return answer_;
   }
+  bool may_accept(std::string_view, std::string_view) const override { return !early_; }
   std::string name() const override { return answer_ ? "accept-all" : "reject-all"; }
 
  private:
-  bool answer_;
+  bool answer_, early_;
 };
 
 std::vector<int32_t> plain_greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
@@ -113,29 +115,50 @@ TEST(Lookahead, RejectingEveryStepIsPlainGreedy) {
   Forward tf(*target, 2);
   Forward df(*draft, tf.shared_pool());
   const Tokenizer& tok = target->tokenizer();
-  int not_identical = 0;
+  int not_identical = 0, early = 0;
   for (size_t i = 0; i < questions().size(); i++) {
     const auto prompt = chat(*target, questions()[i]);
     const int n = 48;
     const auto want = plain_greedy(tf, tok, prompt, n);
-    for (int spec_k : {0, 4}) {
-      FixedVerifier reject(false);
+    // Rejections decided when the target's step ends, or at once; token speculation inside the
+    // steps by n-gram lookup or by the draft model.
+    struct Config {
+      bool early;
+      StepTokenSpec spec;
+    };
+    for (Config cfg : {Config{false, StepTokenSpec::kNone}, Config{true, StepTokenSpec::kNgram},
+                       Config{true, StepTokenSpec::kDraft}}) {
+      FixedVerifier reject(false, cfg.early);
       LookaheadOptions lo;
       lo.depth = i ? 2 : 4;
       lo.steps.max_tokens = i ? 12 : 100;  // short caps: steps end without a boundary too
-      lo.spec_k = spec_k;
+      lo.token_spec = cfg.spec;
+      lo.spec_k = 4;
       LrRun r = lookahead_greedy(tf, df, tok, prompt, n, reject, lo);
-      EXPECT_EQ(r.out, want) << "question " << i << ", spec_k " << spec_k;
-      EXPECT_TRUE(r.cache_ok) << "question " << i;
+      const std::string what = "question " + std::to_string(i) + ", early " + std::to_string(cfg.early) +
+                               ", spec " + std::to_string((int)cfg.spec);
+      EXPECT_EQ(r.out, want) << what;
+      EXPECT_TRUE(r.cache_ok) << what;
       EXPECT_EQ(r.stats.kept_steps, r.stats.identical_steps) << "only identical steps bypass the verifier";
-      EXPECT_EQ(reject.stats().calls, r.stats.drafted_steps - r.stats.identical_steps - r.stats.ineligible_steps);
+      if (!cfg.early) {
+        // With a verifier that rules nothing out, only steps that may not be judged end early.
+        EXPECT_LE(r.stats.early_rejections, r.stats.ineligible_steps) << what;
+        EXPECT_LE(reject.stats().calls, r.stats.drafted_steps - r.stats.identical_steps - r.stats.ineligible_steps);
+      } else {
+        EXPECT_LE(reject.stats().calls, r.stats.drafted_steps - r.stats.identical_steps - r.stats.early_rejections);
+        early += r.stats.early_rejections;
+      }
       not_identical += r.stats.drafted_steps - r.stats.identical_steps;
-      if (spec_k) {
-        EXPECT_GT(r.stats.spec_drafted, 0);
+      if (cfg.spec != StepTokenSpec::kNone) {
+        EXPECT_GT(r.stats.spec_drafted, 0) << what;
+      }
+      if (cfg.spec == StepTokenSpec::kDraft) {
+        EXPECT_GT(r.stats.spec_accepted, 0) << what;
       }
     }
   }
   EXPECT_GT(not_identical, 0) << "the draft never disagreed: the rejection path was not tested";
+  EXPECT_GT(early, 0) << "no rejection was decided early: that path was not tested";
 }
 
 // Keeping drafted steps the target would not have written: the output is no longer the

@@ -1,0 +1,43 @@
+// The Lookahead Reasoning flags that `stepq run` and `stepq eval` share, the options and the
+// verifier they make, and the summary both print.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "runtime/lookahead.h"
+
+namespace stepq {
+class Model;
+class StepVerifier;
+class ThreadPool;
+}  // namespace stepq
+
+namespace stepq::cli {
+
+struct LookaheadFlags {
+  int depth = 4, width = 1, step_cap = 100;
+  bool fixed_depth = false;
+  std::string boundary = "\\n\\n", verifier = "exact", judge, embed_model;
+  float embed_threshold = 0.95f;
+};
+
+// --depth --fixed-depth --width --verifier --judge --embed-model --embed-threshold
+// --step-boundary --step-cap, into group g.
+void add_lookahead_flags(CLI::Option_group* g, LookaheadFlags& f);
+
+// The options for these flags and this token speculation inside steps (k: drafted tokens per
+// forward). Refuses what is not built (--width > 1).
+LookaheadOptions lookahead_options(const LookaheadFlags& f, StepTokenSpec spec, int k, int ngram_max);
+
+// The verifier these flags choose. The judge is --judge (loaded into `judge_holder` unless it
+// already holds a model) or the target; `pool` is the target's, so their threads take turns.
+std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model& target,
+                                            std::shared_ptr<ThreadPool> pool, std::unique_ptr<Model>& judge_holder);
+
+// Two lines on a run: rounds, γ, kept steps per depth, early rejections, verifier calls,
+// forwards and the time in drafting, the target and the verifier; token speculation if any.
+std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& s, const StepVerifier& v);
+
+}  // namespace stepq::cli
