@@ -489,9 +489,7 @@ void do_eval(const EvalArgs& a) {
   }
   for (const ModeRun& m : modes) {
     if (m.lookahead()) {
-      std::string summary = lookahead_summary(m.lo, m.ls, *m.verifier);
-      for (size_t at = 0; (at = summary.find('\n', at)) != std::string::npos; at += 2) summary.replace(at, 1, "\n  ");
-      std::fprintf(out, "%s: %s\n", mode_name(m.mode), summary.c_str());
+      std::fprintf(out, "%s: %s\n", mode_name(m.mode), lookahead_summary(m.lo, m.ls, *m.verifier, "  ").c_str());
     } else if (m.mode == Mode::kSd) {
       std::fprintf(out, "sd: %s, k <= %d: %d rounds, accepted %d/%d drafted tokens (%.1f%%)\n",
                    m.ngram_sd ? "n-gram lookup" : "draft model", m.so.k_max, m.ss.rounds, m.ss.accepted, m.ss.drafted,

@@ -77,7 +77,8 @@ std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model
   return make_step_verifier(f.verifier, vo);
 }
 
-std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& s, const StepVerifier& v) {
+std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& s, const StepVerifier& v,
+                              const std::string& indent) {
   std::string per_depth;
   for (size_t i = 0; i < s.kept_at_depth.size(); i++)
     per_depth += fmt::format(" {}:{}/{}", i + 1, s.kept_at_depth[i], s.rounds);
@@ -88,6 +89,7 @@ std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& 
       s.rounds, lo.depth, lo.adaptive_depth ? " at most" : "", (double)s.depth_sum / std::max(1, s.rounds), v.name(),
       s.drafted_steps, s.kept_steps, 100.0 * s.kept_steps / std::max(1, s.drafted_steps), s.identical_steps,
       s.ineligible_steps, s.early_rejections, per_depth);
+  out += indent;
   out += fmt::format(
       "target forwards {}, draft forwards {}; verifier calls {} (model calls {}, {:.2f} s); draft {:.2f} s, target "
       "{:.2f} s",

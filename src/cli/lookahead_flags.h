@@ -38,6 +38,8 @@ std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model
 
 // Two lines on a run: rounds, γ, kept steps per depth, early rejections, verifier calls,
 // forwards and the time in drafting, the target and the verifier; token speculation if any.
-std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& s, const StepVerifier& v);
+// `indent` starts the second line.
+std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& s, const StepVerifier& v,
+                              const std::string& indent);
 
 }  // namespace stepq::cli

@@ -151,9 +151,7 @@ void do_run(const RunArgs& a) {
                  st.generate_seconds, st.n_generated / std::max(st.generate_seconds, 1e-9),
                  st.stopped_by_context ? " [context full]" : "");
   if (a.lookahead && !a.quiet) {
-    std::string summary = lookahead_summary(lo, ls, *verifier);
-    for (size_t at = 0; (at = summary.find('\n', at)) != std::string::npos; at += 8) summary.replace(at, 1, "\nstepq: ");
-    std::fprintf(stderr, "stepq: lookahead: %s\n", summary.c_str());
+    std::fprintf(stderr, "stepq: lookahead: %s\n", lookahead_summary(lo, ls, *verifier, "stepq: ").c_str());
   }
   if (drafter && !a.quiet) {
     std::fprintf(stderr,
