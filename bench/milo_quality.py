@@ -60,9 +60,12 @@ ROWS = {
     "hqq3-g128": ["--method", "hqq", "--group", "128"],
     "hqq3-g32": ["--method", "hqq", "--group", "32"],
     "milo3": ["--method", "milo"],  # the defaults: HQ3_32 base, 3.75 bits/weight
+    # the defaults plus the token embeddings and output head as HQQ 4-bit (not counted in bits/weight)
+    "milo3-e4": ["--method", "milo", "--embeddings", "hq4_64"],
     "milo3-g64": ["--method", "milo", "--group", "64"],
     "milo3-uniform": ["--method", "milo", "--group", "64", "--rank-policy", "uniform"],
     "milo3-attn": ["--method", "milo", "--group", "64", "--sparse-ffn", "--sparse-rank", "0"],
+    "milo3-attn-g32": ["--method", "milo", "--sparse-ffn", "--sparse-rank", "0"],  # HQ3_32, the budget on attention
     "milo3-kurtosis": ["--method", "milo", "--group", "64", "--rank-policy", "kurtosis"],
     "milo3-frequency": ["--method", "milo", "--rank-policy", "frequency"],
     "milo3-g128": ["--method", "milo", "--group", "128", "--rank-budget", "3.5"],
@@ -129,6 +132,15 @@ def save_results(res):
         json.dump(res, f, indent=1, sort_keys=True)
 
 
+def machine():
+    """lscpu's model name (the quantize times depend on it)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def measure(model, row, chunks, threads, work, keep):
     src = os.path.join(MODELS, SOURCES[model])
     ref = os.path.join(MODELS, REFERENCES[model])
@@ -138,7 +150,7 @@ def measure(model, row, chunks, threads, work, keep):
     spec = ROWS[row]
     out = os.path.join(work, f"{model}.{row}.gguf")
     entry = {"model": model, "row": row, "source": SOURCES[model], "reference": REFERENCES[model], "chunks": chunks,
-             "threads": threads}
+             "threads": threads, "machine": machine()}
     if spec is None:
         out = ref
         entry["command"] = f"stepq perplexity -m {SOURCES[model]} -f wiki.test.raw --chunks {chunks}"
@@ -182,8 +194,9 @@ def report(res):
     for model, entries in by_model.items():
         src = next((e for e in entries if e["row"] == "source"), None)
         hqq = next((e for e in entries if e["row"] == "hqq3"), None)
+        machines = sorted({e.get("machine", "AMD EPYC (Zen 5), before machine names were recorded") for e in entries})
         lines.append(f"\n**{model}** (source: `{entries[0]['source']}`, wikitext-2, {entries[0]['chunks']} windows "
-                     f"of 512)\n")
+                     f"of 512; quantize times on {' / '.join(machines)})\n")
         lines.append("| row | PPL | KL vs source | top-1 vs source | bits/weight | file MB | quantize s (CPU s) | "
                      "gap to source recovered |")
         lines.append("|---|---|---|---|---|---|---|---|")

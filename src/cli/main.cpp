@@ -1,10 +1,13 @@
 // stepq: a C++ inference engine for reasoning and Mixture-of-Experts models.
 #include <cstdio>
+#include <string_view>
 
 #include "base/error.h"
 #include "cli/commands.h"
+#include "quant/blas_setup.h"
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "quantize") stepq::restart_for_openblas_kernels(argv);
   CLI::App app{"stepq: fast, small inference for reasoning and MoE models (GGUF)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "stepq 0.1.0");

@@ -3,6 +3,7 @@
 // (quant/source.h). Tensors are streamed one at a time: memory stays at a few copies of the
 // largest weight whatever the model size.
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -23,7 +24,7 @@ namespace stepq::cli {
 namespace {
 
 struct QuantizeArgs {
-  std::string model, out, method = "milo", policy = "dense-sparse", tensors, moe_stats;
+  std::string model, out, method = "milo", policy = "dense-sparse", tensors, moe_stats, embeddings = "keep";
   int bits = 3, group = 0, iters = 8, dense_rank = 1024, sparse_rank = 32, kurtosis_shift = 2;
   int compensator_bits = 3;
   double rank_budget = -1;  // effective bits per weight; −1: the method's default
@@ -40,6 +41,41 @@ QType compensator_type(int bits) {
     case 16: return QType::F16;
   }
   fail("--compensator-bits must be 3, 4, 8 or 16, got {}", bits);
+}
+
+// --embeddings: the type the token embeddings and output head are stored as (nullopt: as they are).
+std::optional<QType> embeddings_type(const std::string& name) {
+  std::string u;
+  for (char ch : name) u += (char)std::toupper((unsigned char)ch);
+  if (u == "KEEP") return std::nullopt;
+  const std::optional<QType> t = qtype_from_name(u);
+  if (t && (*t == QType::F16 || *t == QType::Q8_0 || *t == QType::Q4_0 || *t == QType::HQ4_64 ||
+            *t == QType::HQ3_32 || *t == QType::HQ3_64))
+    return t;
+  fail("--embeddings must be keep, f16, q8_0, q4_0, hq4_64, hq3_32 or hq3_64, got '{}'", name);
+}
+
+bool is_embedding_or_head(const std::string& name) { return name == "token_embd.weight" || name == "output.weight"; }
+
+// Rows r0.. of t quantized to `type`, a chunk of rows at a time: plain types by their round-to-
+// nearest quantizer, HQ types by HQQ (no compensator). Written to w as one tensor.
+void write_embedding_tensor(const SourceTensor& t, QType type, GgufWriter& w, ThreadPool& pool) {
+  const int64_t rows = t.ne[1], cols = t.ne[0], chunk = 4096;
+  const bool hq = type == QType::HQ4_64 || type == QType::HQ3_32 || type == QType::HQ3_64;
+  MiloParams mp;
+  mp.hqq.bits = type == QType::HQ4_64 ? 4 : 3;
+  mp.hqq.group = type == QType::HQ3_32 ? 32 : 64;
+  mp.hqq.meta_bits = type == QType::HQ3_32 ? 8 : 16;
+  std::vector<uint8_t> out;
+  out.reserve(row_bytes(type, cols) * (size_t)rows);
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t n = std::min(chunk, rows - r0);
+    const std::vector<float> x = t.rows_f32(r0, n);
+    const std::vector<uint8_t> q =
+        hq ? hqq_pack(milo_quantize(x.data(), n, cols, mp, pool).q) : quantize_rows(x.data(), n, cols, type);
+    out.insert(out.end(), q.begin(), q.end());
+  }
+  w.write(t.name, out.data(), out.size());
 }
 
 std::string fmt_time(double s) {
@@ -103,6 +139,7 @@ void do_quantize(const QuantizeArgs& args) {
     }
   }
 
+  const std::optional<QType> emb_type = embeddings_type(a.embeddings);
   auto src = QuantSource::open(a.model);
   for (const std::string& note : src->notes()) std::fprintf(stderr, "stepq quantize: %s\n", note.c_str());
   ThreadPool pool(a.threads);
@@ -160,6 +197,22 @@ void do_quantize(const QuantizeArgs& args) {
     }
   }
   if (items.empty()) fail("{}: no tensor to quantize (see: stepq inspect {})", a.model, a.model);
+  // --embeddings: token_embd and output (when the model has an untied head), whatever --tensors says.
+  std::vector<bool> embedding(src->tensors().size(), false);
+  if (emb_type) {
+    int found = 0;
+    for (size_t i = 0; i < src->tensors().size(); i++) {
+      const SourceTensor& t = src->tensors()[i];
+      if (!is_embedding_or_head(t.name)) continue;
+      if (t.n_dims != 2 || t.ne[0] % qtype_info(*emb_type).block_size != 0)
+        fail("--embeddings {}: {} has rows of {}, not a multiple of {}'s block of {}; use keep, f16 or q8_0",
+             a.embeddings, t.name, t.ne[0], qtype_name((uint32_t)*emb_type), qtype_info(*emb_type).block_size);
+      embedding[i] = true;
+      found++;
+    }
+    if (!found)
+      fail("--embeddings {}: {} has no token_embd.weight or output.weight tensor", a.embeddings, a.model);
+  }
 
   int64_t n_weights = 0;
   for (const QuantItem& it : items) n_weights += it.rows * it.cols;
@@ -198,6 +251,8 @@ void do_quantize(const QuantizeArgs& args) {
   w.add_kv("stepq.quantize.method", GgufValue{GgufType::STRING, a.method});
   w.add_kv("stepq.quantize.bits", GgufValue{GgufType::U32, (int64_t)a.bits});
   w.add_kv("stepq.quantize.group", GgufValue{GgufType::U32, (int64_t)a.group});
+  if (emb_type)
+    w.add_kv("stepq.quantize.embeddings", GgufValue{GgufType::STRING, std::string(qtype_name((uint32_t)*emb_type))});
   if (milo) {
     w.add_kv("stepq.quantize.rank_policy", GgufValue{GgufType::STRING, std::string(rank_policy_name(rp.policy))});
     w.add_kv("stepq.quantize.compensator_type",
@@ -209,7 +264,7 @@ void do_quantize(const QuantizeArgs& args) {
     const SourceTensor& t = src->tensors()[i];
     const int64_t ne[4] = {t.ne[0], t.ne[1], t.ne[2], t.ne[3]};
     if (!quantized[i]) {
-      w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), t.type);
+      w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), embedding[i] ? *emb_type : t.type);
       continue;
     }
     w.add_tensor(t.name, std::span<const int64_t>(ne, t.n_dims), packed_type[i]);
@@ -244,7 +299,16 @@ void do_quantize(const QuantizeArgs& args) {
   for (size_t i = 0; i < src->tensors().size(); i++) {
     const SourceTensor& t = src->tensors()[i];
     if (!quantized[i]) {
-      w.write(t.name, t.data, t.n_bytes);
+      if (embedding[i]) {
+        const auto t0 = std::chrono::steady_clock::now();
+        write_embedding_tensor(t, *emb_type, w, pool);
+        if (!a.quiet)
+          std::fprintf(stderr, "  %-40s %5lldx%-5lld %s -> %s %.1fs\n", t.name.c_str(), (long long)t.ne[1],
+                       (long long)t.ne[0], qtype_name((uint32_t)t.type), qtype_name((uint32_t)*emb_type),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      } else {
+        w.write(t.name, t.data, t.n_bytes);
+      }
       continue;
     }
     std::vector<std::pair<std::vector<uint8_t>, std::vector<uint8_t>>> comps;  // U, V
@@ -348,6 +412,10 @@ void add_quantize(CLI::App& app) {
   c->add_option("--compensator-bits", a->compensator_bits, "MiLo: U, V storage: 3 (S3_32), 4 (Q4_0), 8 (Q8_0), 16 (F16)")
       ->capture_default_str();
   c->add_option("--moe-stats", a->moe_stats, "Routing counts for the frequency policy (stepq moe-stats --json)");
+  c->add_option("--embeddings", a->embeddings,
+                "Token embeddings and output head: keep (as in the source), f16, q8_0, q4_0, hq4_64 (HQQ 4-bit), "
+                "hq3_32 or hq3_64 (HQQ 3-bit); the head is read once per token, so a smaller one decodes faster")
+      ->capture_default_str();
   c->add_option("--tensors", a->tensors, "Only quantize tensors whose name fully matches this regex");
   c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str();
   c->add_flag("-q,--quiet", a->quiet, "No per-tensor progress");

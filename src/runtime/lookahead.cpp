@@ -245,8 +245,6 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
           b->end = e;
         }
       }
-      const bool identical = i < D && b->done && b->tokens.size() == d.size();
-      if (identical) stats.identical_steps++;
       if (!b->done) {
         // Cache: the prefix through the agreed tokens; the last token of t_i is pending.
         b->kv = kv.fork();
@@ -288,6 +286,7 @@ GenerateStats lookahead_generate(Forward& target, KvCache& kv, Forward& draft, S
             const double tv = now_s();
             // A drafted step identical to the target's needs no verifier (eligible or not).
             const bool same = b.tokens == d.tokens;
+            if (same) stats.identical_steps++;  // counted as decided: depths past a rejection never are
             if (!eligible && !same) stats.ineligible_steps++;
             std::string context;
             if (!same && eligible) {

@@ -303,6 +303,29 @@ with tempfile.TemporaryDirectory() as tmp:
     if quantize("random --tensors", src, out, "hqq", 3, 64, "--tensors", sel):
         check_output("random --tensors", rsrc, out, "hqq", 3, 64, tensors_re=sel)
 
+    # (e) --embeddings: token_embd stored as asked (by llama.cpp's Q8_0 rules, or HQQ as the port
+    # does it), whatever --tensors selects; widths a type cannot hold and unknown types refused
+    emb = source_f32(tensors_of(rsrc)["token_embd.weight"])
+    out = os.path.join(tmp, "random-emb-q8.gguf")
+    if quantize("random --embeddings q8_0", src, out, "hqq", 3, 64, "--embeddings", "q8_0",
+                "--tensors", r"blk\.0\.attn_k\.weight"):
+        ro = gguf.GGUFReader(out)
+        t = tensors_of(ro)["token_embd.weight"]
+        want = np.asarray(gguf.quants.quantize(emb, T.Q8_0)).view(np.uint8).ravel()
+        check(t.tensor_type == T.Q8_0 and np.array_equal(raw_bytes(t), want),
+              f"--embeddings q8_0: token_embd is Q8_0 ({t.tensor_type.name}), bytes equal gguf's quantizer")
+        check(kv(ro, "stepq.quantize.embeddings")[0] == "Q8_0", "--embeddings q8_0: stepq.quantize.embeddings = Q8_0")
+    out = os.path.join(tmp, "random-emb-hq4.gguf")
+    if quantize("random --embeddings hq4_64", src, out, "hqq", 3, 64, "--embeddings", "hq4_64",
+                "--tensors", r"blk\.0\.attn_k\.weight"):
+        got = hq.read_stepq_tensor(gguf.GGUFReader(out), "token_embd.weight")
+        compare("random --embeddings hq4_64", "token_embd.weight", emb, "hqq", 4, 64, got)
+    for typ, why in [("hq3_32", "64"), ("q5_k", "must be")]:
+        o = os.path.join(tmp, f"bad-emb-{typ}.gguf")
+        r = stepq("quantize", "-m", src, "-o", o, "--method", "hqq", "--embeddings", typ)
+        check(r.returncode == 1 and "--embeddings" in r.stderr and why in r.stderr and not os.path.exists(o),
+              f"--embeddings {typ} on 64-wide embeddings: refused with a message naming the flag", r)
+
     # (c) bad input
     r = stepq("quantize", "-m", os.path.join(tmp, "nonexistent.gguf"), "-o", os.path.join(tmp, "x.gguf"),
               "--method", "hqq", "--bits", "3", "--group", "64")

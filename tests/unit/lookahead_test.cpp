@@ -140,6 +140,7 @@ TEST(Lookahead, RejectingEveryStepIsPlainGreedy) {
       EXPECT_EQ(r.out, want) << what;
       EXPECT_TRUE(r.cache_ok) << what;
       EXPECT_EQ(r.stats.kept_steps, r.stats.identical_steps) << "only identical steps bypass the verifier";
+      EXPECT_LE(r.stats.identical_steps, r.stats.drafted_steps) << "identical steps are counted among the decided";
       if (!cfg.early) {
         // With a verifier that rules nothing out, only steps that may not be judged end early.
         EXPECT_LE(r.stats.early_rejections, r.stats.ineligible_steps) << what;

@@ -178,6 +178,12 @@ struct HQTile {
     for (int64_t i = 0; i < nb; i++) {
       __m512i q[R][M];
       __m512 d[R][U], z[R][U];
+      if constexpr (C == 1) {
+        // Matrix-vector: R row streams, each read once; prefetching 1 KiB ahead keeps DRAM latency
+        // off the kernels that are light on arithmetic (HQ4_64 1.3x faster on Emerald Rapids).
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) _mm_prefetch((const char*)(x[r] + i) + 1024, _MM_HINT_T0);
+      }
       codes(x, i, q);
 #pragma GCC unroll 16
       for (int r = 0; r < R; r++) {
