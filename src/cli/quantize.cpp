@@ -57,8 +57,8 @@ std::optional<QType> embeddings_type(const std::string& name) {
 
 bool is_embedding_or_head(const std::string& name) { return name == "token_embd.weight" || name == "output.weight"; }
 
-// Rows r0.. of t quantized to `type`, a chunk of rows at a time: plain types by their round-to-
-// nearest quantizer, HQ types by HQQ (no compensator). Written to w as one tensor.
+// All of t quantized to `type`, 4096 rows at a time (the f32 copy stays small): plain types by
+// their round-to-nearest quantizer, HQ types by HQQ (no compensator). Written to w as one tensor.
 void write_embedding_tensor(const SourceTensor& t, QType type, GgufWriter& w, ThreadPool& pool) {
   const int64_t rows = t.ne[1], cols = t.ne[0], chunk = 4096;
   const bool hq = type == QType::HQ4_64 || type == QType::HQ3_32 || type == QType::HQ3_64;
