@@ -59,19 +59,33 @@ ROWS = {
     "hqq3": ["--method", "hqq", "--group", "64"],  # the issue's HQQ3: groups of 64, fp16 scale and zero
     "hqq3-g128": ["--method", "hqq", "--group", "128"],
     "hqq3-g32": ["--method", "hqq", "--group", "32"],
-    "milo3": ["--method", "milo"],  # the defaults: HQ3_32 base, 3.75 bits/weight
-    # the defaults plus the token embeddings and output head as HQQ 4-bit (not counted in bits/weight)
-    "milo3-e4": ["--method", "milo", "--embeddings", "hq4_64"],
-    "milo3-g64": ["--method", "milo", "--group", "64"],
+    "mse3-g32": ["--method", "hqq", "--fit", "mse"],  # HQ3_32 with stepq's least-squares fit instead of HQQ's
+    # The defaults: HQ3_32 base, 3.75 bits/weight, the compensator budget on attention (and shared
+    # experts); dense FFN layers get none (--ffn-rank 0).
+    "milo3": ["--method", "milo"],
+    # The defaults before --ffn-rank existed: dense FFN weights compensated as attention is.
+    "milo3-all": ["--method", "milo", "--ffn-rank", "1024"],
+    # milo3-all plus the token embeddings and output head as HQQ 4-bit (not counted in bits/weight)
+    "milo3-e4": ["--method", "milo", "--ffn-rank", "1024", "--embeddings", "hq4_64"],
+    "milo3-g64": ["--method", "milo", "--group", "64", "--ffn-rank", "1024"],
     "milo3-uniform": ["--method", "milo", "--group", "64", "--rank-policy", "uniform"],
-    "milo3-attn": ["--method", "milo", "--group", "64", "--sparse-ffn", "--sparse-rank", "0"],
-    "milo3-attn-g32": ["--method", "milo", "--sparse-ffn", "--sparse-rank", "0"],  # HQ3_32, the budget on attention
+    "milo3-attn": ["--method", "milo", "--group", "64", "--ffn-rank", "0"],
     "milo3-kurtosis": ["--method", "milo", "--group", "64", "--rank-policy", "kurtosis"],
+    # part of the budget on 4-bit weights where llama.cpp's Q3_K_M spends more bits (attn_v, the
+    # first and last FFN down projections), compensators on attention with the rest
+    "milo3-mix": ["--method", "milo", "--rank-budget", "3.75", "--hq4",
+                  r"blk\.\d+\.attn_v\.weight|blk\.([0-3]|2[5-7])\.ffn_down\.weight"],
     "milo3-frequency": ["--method", "milo", "--rank-policy", "frequency"],
-    "milo3-g128": ["--method", "milo", "--group", "128", "--rank-budget", "3.5"],
-    "milo3-4.19": ["--method", "milo", "--group", "64", "--rank-budget", "4.19"],  # llama.cpp Q3_K_S's size on Qwen 0.5B
+    # routed experts' sparse rank as large as the dense one, so that the budget reaches them: equal
+    # shares (dense-sparse) against shares scaled by routing counts (frequency)
+    "milo3-sparse1024": ["--method", "milo", "--sparse-rank", "1024"],
+    "milo3-frequency-1024": ["--method", "milo", "--rank-policy", "frequency", "--sparse-rank", "1024"],
+    "milo3-g128": ["--method", "milo", "--group", "128", "--rank-budget", "3.5", "--ffn-rank", "1024"],
+    # llama.cpp Q3_K_S's size on Qwen 0.5B
+    "milo3-4.19": ["--method", "milo", "--group", "64", "--rank-budget", "4.19", "--ffn-rank", "1024"],
     "hqq4": ["--method", "hqq", "--bits", "4"],
     "llama-q3_k_s": "Q3_K_S",
+    "llama-q3_k_m": "Q3_K_M",
     "llama-q2_k": "Q2_K",
 }
 LINEAR = re.compile(r"blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down|ffn_gate_exps|"
@@ -126,10 +140,15 @@ def load_results():
     return {}
 
 
-def save_results(res):
+def save_results(res, key):
+    """Writes entry `key` of res into the results file, re-reading it first: runs of the script
+    for other models or rows may have added theirs meanwhile."""
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        json.dump(res, f, indent=1, sort_keys=True)
+    merged = load_results()
+    merged[key] = res[key]
+    with open(RESULTS + ".tmp", "w") as f:
+        json.dump(merged, f, indent=1, sort_keys=True)
+    os.replace(RESULTS + ".tmp", RESULTS)
 
 
 def machine():
@@ -160,7 +179,7 @@ def measure(model, row, chunks, threads, work, keep):
         entry["command"] = f"tools/make_quantized_model.py {SOURCES[model]} {spec} OUT (llama-cpp-python)"
     else:
         args = list(spec)
-        if row == "milo3-frequency":
+        if row.startswith("milo3-frequency"):
             stats = os.path.join(work, f"{model}.moe-stats.json")
             # routing counts from C4 text (not the wikitext the table scores)
             text = os.path.join(work, "c4.txt")
@@ -226,8 +245,12 @@ def plot(by_model):
         print("(matplotlib missing: pip install matplotlib for the plot)")
         return
     models = [m for m in by_model if any(e["row"] != "source" for e in by_model[m])]
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    cols = min(3, len(models))
+    rows = (len(models) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, models):
         for e in by_model[model]:
             if e["row"] == "source":
                 ax.axhline(e["ppl"], color="gray", linestyle="--", label="source")
@@ -266,7 +289,7 @@ def main():
                 sys.exit(f"unknown row {row}; rows: {', '.join(ROWS)}")
             e = measure(a.model, row, a.chunks, a.threads, work, a.keep)
             res[f"{a.model}/{row}"] = e
-            save_results(res)
+            save_results(res, f"{a.model}/{row}")
             print(f"{a.model:12s} {row:16s} ppl {e['ppl']:9.3f}  kl {e.get('kl', 0):.4f}  "
                   f"top1 {100 * e.get('top1', 1):5.1f}%  {e['bits_per_weight']:.3f} b/w  "
                   f"{e.get('quantize_s', 0):6.0f} s", flush=True)

@@ -25,12 +25,13 @@ namespace {
 
 struct QuantizeArgs {
   std::string model, out, method = "milo", policy = "dense-sparse", tensors, moe_stats, embeddings = "keep";
-  int bits = 3, group = 0, iters = 8, dense_rank = 1024, sparse_rank = 32, kurtosis_shift = 2;
+  std::string fit = "hqq";
+  std::string hq4;  // regex: tensors stored with 4-bit HQ4_64 weights instead of the base type
+  int bits = 3, group = 0, iters = 8, dense_rank = 1024, sparse_rank = 32, ffn_rank = 0, kurtosis_shift = 2;
   int compensator_bits = 3;
   double rank_budget = -1;  // effective bits per weight; −1: the method's default
   int threads = default_threads();
   bool quiet = false;
-  bool sparse_ffn = false;
 };
 
 QType compensator_type(int bits) {
@@ -50,9 +51,19 @@ std::optional<QType> embeddings_type(const std::string& name) {
   if (u == "KEEP") return std::nullopt;
   const std::optional<QType> t = qtype_from_name(u);
   if (t && (*t == QType::F16 || *t == QType::Q8_0 || *t == QType::Q4_0 || *t == QType::HQ4_64 ||
-            *t == QType::HQ3_32 || *t == QType::HQ3_64))
+            *t == QType::HQ3_32 || *t == QType::HQ3_64))  // the list --help gives
     return t;
   fail("--embeddings must be keep, f16, q8_0, q4_0, hq4_64, hq3_32 or hq3_64, got '{}'", name);
+}
+
+// A tensor-name filter given by `flag` (none when empty).
+std::optional<std::regex> name_regex(const char* flag, const std::string& pattern) {
+  if (pattern.empty()) return std::nullopt;
+  try {
+    return std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    fail("{} '{}' is not a valid regular expression ({})", flag, pattern, e.what());
+  }
 }
 
 bool is_embedding_or_head(const std::string& name) { return name == "token_embd.weight" || name == "output.weight"; }
@@ -61,11 +72,9 @@ bool is_embedding_or_head(const std::string& name) { return name == "token_embd.
 // their round-to-nearest quantizer, HQ types by HQQ (no compensator). Written to w as one tensor.
 void write_embedding_tensor(const SourceTensor& t, QType type, GgufWriter& w, ThreadPool& pool) {
   const int64_t rows = t.ne[1], cols = t.ne[0], chunk = 4096;
-  const bool hq = type == QType::HQ4_64 || type == QType::HQ3_32 || type == QType::HQ3_64;
+  const std::optional<HqqParams> hq = hq_params(type);
   MiloParams mp;
-  mp.hqq.bits = type == QType::HQ4_64 ? 4 : 3;
-  mp.hqq.group = type == QType::HQ3_32 ? 32 : 64;
-  mp.hqq.meta_bits = type == QType::HQ3_32 ? 8 : 16;
+  if (hq) mp.hqq = *hq;
   std::vector<uint8_t> out;
   out.reserve(row_bytes(type, cols) * (size_t)rows);
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
@@ -120,25 +129,21 @@ void do_quantize(const QuantizeArgs& args) {
   if (a.method != "rtn" && a.method != "hqq" && a.method != "milo")
     fail("--method must be rtn, hqq or milo, got '{}'", a.method);
   const bool milo = a.method == "milo";
+  if (a.fit != "hqq" && a.fit != "mse") fail("--fit must be hqq or mse, got '{}'", a.fit);
+  if (a.method == "rtn" && a.fit != "hqq") fail("--fit applies to --method hqq and milo; rtn has no fit");
   const QType base_type = hq_type(a.bits, a.group);
   const QType comp_type = compensator_type(a.compensator_bits);
   RankParams rp;
   rp.policy = rank_policy_from_name(a.policy);
   rp.dense_rank = a.dense_rank;
   rp.sparse_rank = a.sparse_rank;
+  rp.ffn_rank = a.ffn_rank;
   rp.kurtosis_shift = a.kurtosis_shift;
   rp.multiple = qtype_info(comp_type).block_size == 1 ? 8 : qtype_info(comp_type).block_size;
   if (rp.policy == RankPolicy::Frequency && a.moe_stats.empty())
     fail("--rank-policy frequency needs --moe-stats FILE (from: stepq moe-stats -m MODEL -f TEXT --json)");
-  std::optional<std::regex> only;
-  if (!a.tensors.empty()) {
-    try {
-      only.emplace(a.tensors);
-    } catch (const std::regex_error& e) {
-      fail("--tensors '{}' is not a valid regular expression ({})", a.tensors, e.what());
-    }
-  }
-
+  const std::optional<std::regex> only = name_regex("--tensors", a.tensors);
+  const std::optional<std::regex> hq4 = name_regex("--hq4", a.hq4);
   const std::optional<QType> emb_type = embeddings_type(a.embeddings);
   auto src = QuantSource::open(a.model);
   for (const std::string& note : src->notes()) std::fprintf(stderr, "stepq quantize: %s\n", note.c_str());
@@ -158,6 +163,7 @@ void do_quantize(const QuantizeArgs& args) {
     const SourceTensor& t = src->tensors()[i];
     if (t.role == LinearRole::None || (only && !std::regex_match(t.name, *only))) continue;
     QType type = base_type;
+    if (hq4 && std::regex_match(t.name, *hq4)) type = QType::HQ4_64;
     if (type == QType::HQ3_32 && t.ne[0] % qtype_info(type).block_size != 0 && t.ne[0] % 64 == 0) {
       type = QType::HQ3_64;
       fallbacks++;
@@ -181,7 +187,8 @@ void do_quantize(const QuantizeArgs& args) {
       it.layer = t.layer;
       it.rows = t.ne[1] * (stacked ? 1 : X);
       it.cols = t.ne[0];
-      it.sparse = stacked || (a.sparse_ffn && t.role == LinearRole::DenseFfn);
+      it.sparse = stacked;
+      it.ffn = t.role == LinearRole::DenseFfn;
       if (stacked) {
         it.freq_share = 1.0;
         if (!routing.empty()) {
@@ -251,6 +258,7 @@ void do_quantize(const QuantizeArgs& args) {
   w.add_kv("stepq.quantize.method", GgufValue{GgufType::STRING, a.method});
   w.add_kv("stepq.quantize.bits", GgufValue{GgufType::U32, (int64_t)a.bits});
   w.add_kv("stepq.quantize.group", GgufValue{GgufType::U32, (int64_t)a.group});
+  if (a.method != "rtn") w.add_kv("stepq.quantize.fit", GgufValue{GgufType::STRING, a.fit});
   if (emb_type)
     w.add_kv("stepq.quantize.embeddings", GgufValue{GgufType::STRING, std::string(qtype_name((uint32_t)*emb_type))});
   if (milo) {
@@ -290,7 +298,7 @@ void do_quantize(const QuantizeArgs& args) {
 
   MiloParams mp;
   mp.hqq.bits = a.bits;
-  mp.hqq.optimize = a.method != "rtn";
+  mp.hqq.fit = a.method == "rtn" ? HqqParams::Fit::Rtn : a.fit == "mse" ? HqqParams::Fit::Mse : HqqParams::Fit::Hqq;
   mp.iters = a.iters;
   mp.lowrank_type = comp_type;
   int64_t done_weights = 0;
@@ -319,8 +327,10 @@ void do_quantize(const QuantizeArgs& args) {
       std::vector<float> W = t.rows_f32(r0, it.rows);
       mp.rank = it.rank;
       // HQ3_32 stores 8-bit scale and zero codes; a fallback HQ3_64 tensor has groups of 64.
-      mp.hqq.group = packed_type[i] == QType::HQ3_64 ? 64 : a.group;
-      mp.hqq.meta_bits = packed_type[i] == QType::HQ3_32 ? 8 : 16;
+      const HqqParams tp = *hq_params(packed_type[i]);
+      mp.hqq.bits = tp.bits;
+      mp.hqq.group = tp.group;
+      mp.hqq.meta_bits = tp.meta_bits;
       MiloResult res = milo_quantize(W.data(), it.rows, it.cols, mp, pool);
       const std::vector<uint8_t> packed = hqq_pack(res.q);
       w.write(t.name, packed.data(), packed.size());
@@ -340,7 +350,10 @@ void do_quantize(const QuantizeArgs& args) {
         const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const double frac = (double)done_weights / (double)n_weights;
         std::string what = it.expert >= 0 ? fmt::format("{}[{}]", it.tensor, it.expert) : it.tensor;
-        std::string detail = fmt::format("{} steps, rel.err {:.4f}", res.q.iterations,
+        std::string detail = fmt::format("{}, rel.err {:.4f}",
+                                         mp.hqq.fit == HqqParams::Fit::Hqq ? fmt::format("{} steps", res.q.iterations)
+                                         : mp.hqq.fit == HqqParams::Fit::Mse ? std::string("lsq")
+                                                                             : std::string("rtn"),
                                          res.hqq_error / std::sqrt(std::max(wn, 1e-30)));
         if (it.rank > 0)
           detail += fmt::format(" -> {:.4f} (rank {}, {} fits, best {})",
@@ -365,7 +378,11 @@ void do_quantize(const QuantizeArgs& args) {
   const double nw = (double)n_weights;
   std::printf("quantized %zu matrices (%.1fM weights) in %s%s\n", items.size(), nw / 1e6, fmt_time(secs).c_str(),
               skipped ? fmt::format(", {} kept as they were", skipped).c_str() : "");
-  std::printf("  base:         %.3f bits/weight (%s)\n", base_bytes * 8 / nw, qtype_name((uint32_t)base_type));
+  int n_hq4 = 0;
+  if (base_type != QType::HQ4_64)
+    for (size_t i = 0; i < packed_type.size(); i++) n_hq4 += quantized[i] && packed_type[i] == QType::HQ4_64;
+  std::printf("  base:         %.3f bits/weight (%s%s)\n", base_bytes * 8 / nw, qtype_name((uint32_t)base_type),
+              n_hq4 ? fmt::format(", {} tensor(s) HQ4_64", n_hq4).c_str() : "");
   if (milo)
     std::printf("  compensators: %.3f bits/weight (%s)\n", comp_bytes * 8 / nw, qtype_name((uint32_t)comp_type));
   std::printf("  effective:    %.3f bits/weight\n", (base_bytes + comp_bytes) * 8 / nw);
@@ -393,17 +410,26 @@ void add_quantize(CLI::App& app) {
   c->add_option("--group", a->group,
                 "Weights per scale/zero group along the input dimension: 32 (HQ3_32: 8-bit scale and zero codes; "
                 "the default for 3 bits), 64 (fp16 scale and zero; the default for 2 and 4 bits) or 128");
+  c->add_option("--fit", a->fit,
+                "How hqq and milo fit each group's scale and zero: hqq (HQQ's proximal loop on the zero, as "
+                "published) or mse (least squared error: a clipping-range search, then least squares)")
+      ->capture_default_str();
+  c->add_option("--hq4", a->hq4,
+                "Tensors whose names fully match this regex get 4-bit weights (HQ4_64) instead of the base type; "
+                "they count in --rank-budget");
   c->add_option("--iters", a->iters, "MiLo: quantize/refit alternations at most (stops early when they stop helping)")
       ->capture_default_str();
   c->add_option("--rank-policy", a->policy, "MiLo: uniform, dense-sparse, kurtosis or frequency")
       ->capture_default_str();
   c->add_option("--dense-rank", a->dense_rank,
-                "MiLo: rank of attention / dense FFN / shared-expert compensators at width 4096 (scaled by width)")
+                "MiLo: rank of attention and shared-expert compensators at width 4096 (scaled by width)")
       ->capture_default_str();
   c->add_option("--sparse-rank", a->sparse_rank, "MiLo: rank of routed-expert compensators at width 4096")
       ->capture_default_str();
-  c->add_flag("--sparse-ffn", a->sparse_ffn,
-              "MiLo dense-sparse policy: dense FFN layers get the sparse rank too (attention keeps the dense one)");
+  c->add_option("--ffn-rank", a->ffn_rank,
+                "MiLo: rank of dense (non-expert) FFN compensators at width 4096; 0 (the default) leaves a dense "
+                "model's budget to attention, which measured best")
+      ->capture_default_str();
   c->add_option("--kurtosis-shift", a->kurtosis_shift, "MiLo kurtosis policy: s in 2^(round(kurtosis)+s)")
       ->capture_default_str();
   c->add_option("--rank-budget", a->rank_budget,

@@ -22,15 +22,32 @@ QType hq_type(int bits, int group) {
        bits, group);
 }
 
+std::optional<HqqParams> hq_params(QType t) {
+  HqqParams p;
+  switch (t) {
+    case QType::HQ3_32: p.bits = 3, p.group = 32, p.meta_bits = 8; return p;
+    case QType::HQ2_64: p.bits = 2, p.group = 64; return p;
+    case QType::HQ3_64: p.bits = 3, p.group = 64; return p;
+    case QType::HQ3_128: p.bits = 3, p.group = 128; return p;
+    case QType::HQ4_64: p.bits = 4, p.group = 64; return p;
+    default: return std::nullopt;
+  }
+}
+
 namespace {
 double step_scalar(const float* w, int64_t G, float max_v, float s, float* z, float inv_beta, float p) {
   return hqq_proximal_step(w, G, max_v, s, z, inv_beta, p);
 }
 HqqStepFn pick_step() { return active_isa() >= Isa::Avx512 ? hqq_step_avx512() : step_scalar; }
+double mse_fit_scalar(const float* w, int64_t G, float max_v, int grid, float step, int ls_iters, float* s, float* z) {
+  return mse_fit_group(w, G, max_v, grid, step, ls_iters, s, z);
+}
+MseFitFn pick_mse_fit() { return active_isa() >= Isa::Avx512 ? mse_fit_avx512() : mse_fit_scalar; }
 }  // namespace
 
 GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqParams& p, ThreadPool& pool) {
   static const HqqStepFn step = pick_step();
+  static const MseFitFn mse_fit = pick_mse_fit();
   if (p.bits < 1 || p.bits > 8) fail("hqq: bits must be 1..8, got {}", p.bits);
   if (p.group <= 0 || cols % p.group != 0) fail("hqq: row length {} is not a multiple of the group {}", cols, p.group);
   const int64_t G = p.group, n_groups = rows * cols / G;
@@ -49,8 +66,13 @@ GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
   std::vector<float> scale((size_t)n_groups), zero((size_t)n_groups);
   std::vector<double> err((size_t)n_groups);
   const int64_t grain = std::max<int64_t>(1, 16384 / G);
+  const bool mse = p.fit == HqqParams::Fit::Mse;
+  if (mse && G > kMseMaxGroup) fail("hqq: the least-squares fit takes groups of at most {}, got {}", kMseMaxGroup, G);
   pool.parallel_for(n_groups, grain, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; g++) hqq_init_group(W + g * G, G, max_v, &scale[g], &zero[g]);
+    for (int64_t g = g0; g < g1; g++) {
+      if (mse) mse_fit(W + g * G, G, max_v, p.mse_grid, p.mse_step, p.mse_ls_iters, &scale[g], &zero[g]);
+      else hqq_init_group(W + g * G, G, max_v, &scale[g], &zero[g]);
+    }
   });
 
   if (p.meta_bits != 16 && p.meta_bits != 8) fail("hqq: scale/zero precision must be 16 or 8 bits, got {}", p.meta_bits);
@@ -84,7 +106,13 @@ GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
     });
   }
 
-  if (p.optimize) {
+  if (mse && meta8) {
+    // The zeros again, for the scales as stored.
+    pool.parallel_for(n_groups, grain, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; g++) mse_refit_zero(W + g * G, G, max_v, scale[g], &zero[g], 3);
+    });
+  }
+  if (p.fit == HqqParams::Fit::Hqq) {
     double beta = p.beta, best = 1e4;
     for (int it = 0; it < p.iters; it++) {
       const float inv_beta = (float)(1.0 / beta);

@@ -15,6 +15,7 @@
 // fp16(z); codes are computed with the float32 s and z, as the reference does.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/quant_types.h"
@@ -26,7 +27,15 @@ class ThreadPool;
 struct HqqParams {
   int bits = 3;
   int group = 64;
-  bool optimize = true;  // false: RTN
+  // How each group's scale and zero are chosen. Rtn: from its min/max. Hqq: min/max scale, then
+  // HQQ's proximal loop on the zero, as published. Mse (stepq's, not in the papers): the
+  // clipping range with the least squared error on a grid (hqq_kernels.h mse_fit_group), then
+  // affine least squares alternated with re-rounding; with 8-bit scale codes the zero is refitted
+  // to the stored scale.
+  enum class Fit { Rtn, Hqq, Mse } fit = Fit::Hqq;
+  int mse_grid = 8;         // candidates per end of the range
+  float mse_step = 0.06f;   // each shrinks that end by this fraction of min (max)
+  int mse_ls_iters = 4;
   float lp_norm = 0.7f, beta = 10.0f, kappa = 1.01f;
   int iters = 20;
   // Precision of the stored scale d and zero z. 16: fp16 each (HQ2_64, HQ3_64, HQ3_128, HQ4_64,
@@ -53,6 +62,7 @@ struct GroupQuant {
 };
 
 // Quantizes row-major W (rows × cols, cols a multiple of p.group), rows in parallel on `pool`.
+// p.fit picks RTN, HQQ (above) or stepq's least-squares fit (HqqParams::Fit::Mse).
 GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqParams& p, ThreadPool& pool);
 
 // dst (rows × cols) = the weights the codes stand for: (q − z)·d in float32, as the kernels see them.
@@ -61,6 +71,10 @@ void hqq_dequantize(const GroupQuant& q, float* dst);
 // The packed weight format for (bits, group): HQ3_32, HQ2_64, HQ3_64, HQ3_128 or HQ4_64; fails with the
 // supported combinations otherwise.
 QType hq_type(int bits, int group);
+
+// The inverse of hq_type: the bits, group and scale/zero precision of an HQ type (HQ3_32 has 8-bit
+// scale and zero codes, the others fp16), or nullopt for any other type.
+std::optional<HqqParams> hq_params(QType t);
 
 // Packs q into rows of hq_type(q.bits, q.group) (rows · row_bytes bytes).
 std::vector<uint8_t> hqq_pack(const GroupQuant& q);

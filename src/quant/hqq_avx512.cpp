@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "quant/hqq_kernels.h"
 #include "quant/hqq_simd.h"
 
 namespace stepq {
@@ -141,8 +142,32 @@ double proximal_step_avx512(const float* w, int64_t G, float max_v, float s, flo
   return es;
 }
 
+// mse_fit_group's candidate error, 16 weights at a time (groups that are multiples of 16).
+float candidate_error_avx512(const float* w, int64_t G, float lo, float a, float inv, float max_v) {
+  if (G % 16 != 0) return scalar_candidate_error(w, G, lo, a, inv, max_v);
+  const __m512 vlo = _mm512_set1_ps(lo), va = _mm512_set1_ps(a), vinv = _mm512_set1_ps(inv);
+  const __m512 vmax = _mm512_set1_ps(max_v), zero = _mm512_setzero_ps();
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t k = 0; k < G; k += 16) {
+    const __m512 wv = _mm512_loadu_ps(w + k);
+    __m512 c = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(wv, vlo), vinv),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    c = _mm512_min_ps(_mm512_max_ps(c, zero), vmax);
+    const __m512 r = _mm512_sub_ps(wv, _mm512_fmadd_ps(c, va, vlo));
+    acc = _mm512_fmadd_ps(r, r, acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+double mse_fit_avx512_impl(const float* w, int64_t G, float max_v, int grid, float step, int ls_iters, float* s,
+                           float* z) {
+  return mse_fit_group_with(w, G, max_v, grid, step, ls_iters, s, z, candidate_error_avx512);
+}
+
 }  // namespace
 
 HqqStepFn hqq_step_avx512() { return proximal_step_avx512; }
+
+MseFitFn mse_fit_avx512() { return mse_fit_avx512_impl; }
 
 }  // namespace stepq

@@ -47,4 +47,116 @@ static inline void hqq_codes(const float* w, int64_t G, float max_v, float s, fl
     codes[i] = (uint8_t)std::min(std::max(std::nearbyint(w[i] * s + z), 0.0f), max_v);
 }
 
+// stepq's least-squares fit of a group (HqqParams::Fit::Mse): the clipping range [lo, hi] that
+// gives the smallest Σ(w − w_r)² among lo = min·(1 − step·i), hi = max·(1 − step·j) for
+// i, j < grid (i = j = 0 is RTN's min/max), then up to `ls_iters` alternations of the affine
+// least squares fit w ≈ a·q + b to the codes q and re-rounding, kept while they lower the error.
+// Writes the scale s = 1/a and zero z = −b/a of the code = round(w·s + z) convention; returns the
+// group's Σ(w − w_r)². (Weighting the error by |w| or w², as llama.cpp's K-quants do without an
+// importance matrix, measured worse: docs/milo.md.)
+//
+// `candidate_error(w, G, lo, a, inv, max_v)` is Σ(w − (clamp(round((w − lo)·inv))·a + lo))², the
+// hot loop, given by the caller so that a SIMD file can supply its own.
+static inline float scalar_candidate_error(const float* w, int64_t G, float lo, float a, float inv, float max_v) {
+  float e = 0;
+  for (int64_t k = 0; k < G; k++) {
+    const float c = std::min(std::max(std::nearbyint((w[k] - lo) * inv), 0.0f), max_v);
+    const float r = w[k] - (c * a + lo);
+    e += r * r;
+  }
+  return e;
+}
+
+constexpr int64_t kMseMaxGroup = 256;
+
+template <class CandidateError>
+static inline double mse_fit_group_with(const float* w, int64_t G, float max_v, int grid, float step, int ls_iters,
+                                        float* s, float* z, CandidateError candidate_error) {
+  float q[kMseMaxGroup], best_q[kMseMaxGroup];
+  float mn = w[0], mx = w[0];
+  for (int64_t i = 1; i < G; i++) {
+    mn = std::min(mn, w[i]);
+    mx = std::max(mx, w[i]);
+  }
+  if (!(mx > mn) || G > kMseMaxGroup) {  // constant group (or one too long for the buffers): RTN
+    hqq_init_group(w, G, max_v, s, z);
+    return 0;
+  }
+  float best_e = INFINITY, best_a = 0, best_b = 0;
+  for (int i = 0; i < grid; i++) {
+    for (int j = 0; j < grid; j++) {
+      const float lo = mn * (1.0f - step * (float)i), hi = mx * (1.0f - step * (float)j);
+      if (!(hi > lo)) continue;
+      const float a = (hi - lo) / max_v;
+      const float e = candidate_error(w, G, lo, a, max_v / (hi - lo), max_v);
+      if (e < best_e) {
+        best_e = e;
+        best_a = a;
+        best_b = lo;
+      }
+    }
+  }
+  for (int64_t k = 0; k < G; k++)
+    best_q[k] = std::min(std::max(std::nearbyint((w[k] - best_b) / best_a), 0.0f), max_v);
+  for (int it = 0; it < ls_iters; it++) {
+    double qm = 0, wm = 0;
+    for (int64_t k = 0; k < G; k++) {
+      qm += best_q[k];
+      wm += w[k];
+    }
+    qm /= (double)G;
+    wm /= (double)G;
+    double cov = 0, var = 0;
+    for (int64_t k = 0; k < G; k++) {
+      cov += (best_q[k] - qm) * (w[k] - wm);
+      var += (best_q[k] - qm) * (best_q[k] - qm);
+    }
+    if (!(var > 0) || !(cov > 0)) break;
+    const float a = (float)(cov / var), b = (float)(wm - cov / var * qm);
+    float e = 0;
+    for (int64_t k = 0; k < G; k++) {
+      q[k] = std::min(std::max(std::nearbyint((w[k] - b) / a), 0.0f), max_v);
+      const float r = w[k] - (q[k] * a + b);
+      e += r * r;
+    }
+    if (!(e < best_e)) break;
+    best_e = e;
+    best_a = a;
+    best_b = b;
+    for (int64_t k = 0; k < G; k++) best_q[k] = q[k];
+  }
+  *s = 1.0f / best_a;
+  *z = -best_b / best_a;
+  return best_e;
+}
+
+static inline double mse_fit_group(const float* w, int64_t G, float max_v, int grid, float step, int ls_iters,
+                                   float* s, float* z) {
+  return mse_fit_group_with(w, G, max_v, grid, step, ls_iters, s, z, scalar_candidate_error);
+}
+
+// With the scale s fixed (to its stored value), the zero that minimises Σ(w − (q − z)/s)² for the
+// codes it gives: up to `iters` alternations of z = mean(q − w·s) and re-rounding, kept while
+// they lower the error.
+static inline void mse_refit_zero(const float* w, int64_t G, float max_v, float s, float* z, int iters) {
+  auto error = [&](float zz) {
+    float e = 0;
+    for (int64_t k = 0; k < G; k++) {
+      const float c = std::min(std::max(std::nearbyint(w[k] * s + zz), 0.0f), max_v);
+      const float r = w[k] * s - (c - zz);
+      e += r * r;
+    }
+    return e;
+  };
+  float best = error(*z);
+  for (int it = 0; it < iters; it++) {
+    double sum = 0;
+    for (int64_t k = 0; k < G; k++) sum += (double)(std::min(std::max(std::nearbyint(w[k] * s + *z), 0.0f), max_v) - w[k] * s);
+    const float zz = (float)(sum / (double)G), e = error(zz);
+    if (!(e < best)) break;
+    best = e;
+    *z = zz;
+  }
+}
+
 }  // namespace stepq

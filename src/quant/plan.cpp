@@ -67,16 +67,16 @@ double policy_rank_raw(const QuantItem& it, const RankParams& p) {
   double r = 0;
   switch (p.policy) {
     case RankPolicy::Uniform: r = p.dense_rank; break;
-    case RankPolicy::DenseSparse: r = it.sparse ? p.sparse_rank : p.dense_rank; break;
+    case RankPolicy::DenseSparse: r = it.sparse ? p.sparse_rank : it.ffn ? p.ffn_rank : p.dense_rank; break;
     case RankPolicy::Kurtosis:
       if (it.kurtosis < 1) r = 0;
       else if (it.kurtosis > 9) r = p.dense_rank;
       else r = std::min<double>(p.dense_rank, std::ldexp(1.0, (int)std::lround(it.kurtosis) + p.kurtosis_shift));
       break;
     case RankPolicy::Frequency:
-      // Routed experts share the layer's sparse ranks by how often they are chosen; dense weights
-      // keep the dense rank.
-      r = it.sparse ? it.freq_share * p.sparse_rank : p.dense_rank;
+      // Routed experts share the layer's sparse ranks by how often they are chosen; the others
+      // as under dense-sparse.
+      r = it.sparse ? it.freq_share * p.sparse_rank : it.ffn ? p.ffn_rank : p.dense_rank;
       break;
   }
   return r * width;

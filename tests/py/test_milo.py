@@ -65,7 +65,9 @@ with tempfile.TemporaryDirectory() as tmp:
         names = {t.name: t for t in rd.tensors}
         us = [n for n in names if n.endswith(".milo_u")]
         vs = [n for n in names if n.endswith(".milo_v")]
-        check(len(us) > 100 and len(us) == len(vs), f"PyPI gguf lists {len(us)} U and {len(vs)} V tensors")
+        check(len(us) > 60 and len(us) == len(vs), f"PyPI gguf lists {len(us)} U and {len(vs)} V tensors")
+        # the defaults (--ffn-rank 0): a dense model's compensators are all on attention
+        check(all(".attn_" in n for n in us + vs), "with the defaults every compensator belongs to an attention weight")
         keys = {f.name: f for f in rd.fields.values()}
         qt = {n: field_value(keys[f"stepq.qtype.{n}"])[0] for n in us + vs if f"stepq.qtype.{n}" in keys}
         check(len(qt) == len(us) + len(vs) and set(qt.values()) == {"S3_32"},

@@ -326,6 +326,35 @@ with tempfile.TemporaryDirectory() as tmp:
         check(r.returncode == 1 and "--embeddings" in r.stderr and why in r.stderr and not os.path.exists(o),
               f"--embeddings {typ} on 64-wide embeddings: refused with a message naming the flag", r)
 
+    # (f) --fit mse: stepq's least-squares fit (not the port's algorithm): the file says so, and
+    # its weight error is below HQQ's on every tensor (the unit tests check the fit itself)
+    out_m, out_h = os.path.join(tmp, "random-mse.gguf"), os.path.join(tmp, "random-hqq.gguf")
+    sel = r"blk\.0\.(attn_q|attn_k)\.weight"
+    if quantize("random --fit mse", src, out_m, "hqq", 3, 64, "--fit", "mse", "--tensors", sel) and \
+            quantize("random --fit hqq", src, out_h, "hqq", 3, 64, "--tensors", sel):
+        rm, rh = gguf.GGUFReader(out_m), gguf.GGUFReader(out_h)
+        check(kv(rm, "stepq.quantize.fit")[0] == "mse" and kv(rh, "stepq.quantize.fit")[0] == "hqq",
+              "--fit: stepq.quantize.fit records mse / hqq")
+        for name in ["blk.0.attn_q.weight", "blk.0.attn_k.weight"]:
+            W = source_f32(tensors_of(rsrc)[name])
+            errs = []
+            for rd in (rm, rh):
+                errs.append(hq.rel_frobenius(W, hq.read_stepq_tensor(rd, name)[4].reshape(W.shape)))
+            check(errs[0] < errs[1], f"--fit mse {name}: relative error {errs[0]:.4f} below HQQ's {errs[1]:.4f}")
+    # --hq4: the matching tensors stored as HQ4_64, equal to the port's 4-bit HQQ; the others keep the base type
+    out = os.path.join(tmp, "random-hq4.gguf")
+    if quantize("random --hq4", src, out, "hqq", 3, 64, "--hq4", r"blk\.0\.attn_k\.weight", "--tensors", sel):
+        ro = gguf.GGUFReader(out)
+        check(hq.stepq_qtype(ro, "blk.0.attn_k.weight") == "HQ4_64" and hq.stepq_qtype(ro, "blk.0.attn_q.weight") == "HQ3_64",
+              "--hq4: attn_k is HQ4_64, attn_q keeps HQ3_64")
+        compare("random --hq4", "blk.0.attn_k.weight", source_f32(tensors_of(rsrc)["blk.0.attn_k.weight"]), "hqq", 4, 64,
+                hq.read_stepq_tensor(ro, "blk.0.attn_k.weight"))
+    for bad, why in [(["--fit", "lsq"], "--fit must be"), (["--method", "rtn", "--fit", "mse"], "rtn has no fit"),
+                     (["--hq4", "("], "--hq4")]:
+        o = os.path.join(tmp, "bad-fit.gguf")
+        r = stepq("quantize", "-m", src, "-o", o, *bad)
+        check(r.returncode == 1 and why in r.stderr and not os.path.exists(o), f"{' '.join(bad)}: refused ({why})", r)
+
     # (c) bad input
     r = stepq("quantize", "-m", os.path.join(tmp, "nonexistent.gguf"), "-o", os.path.join(tmp, "x.gguf"),
               "--method", "hqq", "--bits", "3", "--group", "64")

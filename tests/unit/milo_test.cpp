@@ -55,9 +55,9 @@ TEST(Hqq, CodesInRangeAndBeatsRtn) {
     p.bits = bits;
     p.group = group;
     p.meta_bits = group == 32 ? 8 : 16;  // HQ3_32
-    p.optimize = false;
+    p.fit = HqqParams::Fit::Rtn;
     const GroupQuant rtn = hqq_quantize(W.data(), rows, cols, p, pool);
-    p.optimize = true;
+    p.fit = HqqParams::Fit::Hqq;
     const GroupQuant hqq = hqq_quantize(W.data(), rows, cols, p, pool);
     EXPECT_EQ(rtn.iterations, 0);
     EXPECT_GE(hqq.iterations, 1);
@@ -113,15 +113,66 @@ TEST(Hqq, EightBitScalesAndZeros) {
   EXPECT_THROW(hqq_quantize(W.data(), rows, 32 * 3, p, pool), Error);  // rows of 96: not whole blocks of 128
 }
 
+// Fit::Mse chooses each group's range by its squared error: on random and real weights, in both
+// scale/zero precisions, its Frobenius error is below RTN's (a candidate it always tries) and
+// HQQ's, its codes are in range, and the stored scales and zeros follow the format.
+TEST(Hqq, LeastSquaresFitBeatsRtnAndHqq) {
+  ThreadPool pool(2);
+  auto f = GgufFile::open(test::model_path("smollm2.f32"));
+  struct Case {
+    const char* name;
+    std::vector<float> W;
+    int64_t rows, cols;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"student-t", heavy_tailed(33, 640, 5), 33, 640});
+  for (const char* name : {"blk.3.attn_k.weight", "blk.20.ffn_down.weight"}) {
+    const GgufTensorInfo* t = f->tensor(name);
+    ASSERT_NE(t, nullptr) << name;
+    const int64_t rows = std::min<int64_t>(t->ne[1], 96);
+    cases.push_back({name, std::vector<float>((const float*)t->data, (const float*)t->data + rows * t->ne[0]), rows,
+                     t->ne[0]});
+  }
+  for (const Case& c : cases) {
+    for (auto [group, meta] : {std::pair{32, 8}, {64, 16}}) {
+      if (meta == 8 && c.cols % kMetaBlock != 0) continue;
+      HqqParams p;
+      p.group = group;
+      p.meta_bits = meta;
+      std::vector<double> err;
+      for (auto fit : {HqqParams::Fit::Rtn, HqqParams::Fit::Hqq, HqqParams::Fit::Mse}) {
+        p.fit = fit;
+        const GroupQuant q = hqq_quantize(c.W.data(), c.rows, c.cols, p, pool);
+        for (uint8_t code : q.codes) ASSERT_LT(code, 8);
+        if (meta == 8)
+          for (size_t g = 0; g < q.d.size(); g++) {
+            ASSERT_EQ(q.d[g], fp16_to_fp32(q.D[g / 4]) * hq3_32_scale(q.sc[g])) << g;
+            ASSERT_EQ(q.z[g], q.zc[g] / 16.0f - 4.0f) << g;
+          }
+        std::vector<float> d(c.W.size());
+        hqq_dequantize(q, d.data());
+        err.push_back(rel_err(d, c.W));
+      }
+      EXPECT_LT(err[2], 0.97 * err[0]) << c.name << " group " << group;
+      EXPECT_LT(err[2], err[1]) << c.name << " group " << group;
+      std::printf("%s, groups of %d: relative error RTN %.4f, HQQ %.4f, least squares %.4f\n", c.name, group, err[0],
+                  err[1], err[2]);
+    }
+  }
+}
+
 TEST(Hqq, ConstantAndZeroGroups) {
   ThreadPool pool(1);
   std::vector<float> W(2 * 64, 0.0f);
   for (int i = 64; i < 128; i++) W[i] = 0.25f;  // a constant group: scale clamps at 2e4
-  HqqParams p;
-  const GroupQuant q = hqq_quantize(W.data(), 2, 64, p, pool);
-  std::vector<float> d(W.size());
-  hqq_dequantize(q, d.data());
-  for (size_t i = 0; i < W.size(); i++) EXPECT_NEAR(d[i], W[i], 1e-3) << i;
+  for (auto fit : {HqqParams::Fit::Hqq, HqqParams::Fit::Mse}) {
+    HqqParams p;
+    p.fit = fit;
+    const GroupQuant q = hqq_quantize(W.data(), 2, 64, p, pool);
+    std::vector<float> d(W.size());
+    hqq_dequantize(q, d.data());
+    for (size_t i = 0; i < W.size(); i++) EXPECT_NEAR(d[i], W[i], 1e-3) << i;
+  }
 }
 
 TEST(Hqq, RejectsBadShapes) {
@@ -259,6 +310,12 @@ TEST(RankPlan, PoliciesAndBudget) {
   EXPECT_EQ(policy_rank(expert, p), 0);    // 32 · 1024/4096 = 8 rounds to 0 at multiples of 32
   p.multiple = 8;
   EXPECT_EQ(policy_rank(expert, p), 8);
+  // A dense FFN weight: ffn_rank (0 by default: the budget goes to attention), or the dense rank's share.
+  QuantItem ffn{"blk.0.ffn_up.weight", -1, 0, 4096, 2048, false, true};
+  EXPECT_EQ(policy_rank(ffn, p), 0);
+  p.ffn_rank = 1024;
+  EXPECT_EQ(policy_rank(ffn, p), 512);
+  p.ffn_rank = 0;
   p.policy = RankPolicy::Uniform;
   EXPECT_EQ(policy_rank(expert, p), 256);
   p.policy = RankPolicy::Kurtosis;
