@@ -7,7 +7,12 @@
 #include "quant/blas_setup.h"
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string_view(argv[1]) == "quantize") stepq::restart_for_openblas_kernels(argv);
+  if (argc > 1 && std::string_view(argv[1]) == "quantize") {
+    // Only when it will quantize: not for its --help.
+    bool help = false;
+    for (int i = 2; i < argc; i++) help |= std::string_view(argv[i]) == "-h" || std::string_view(argv[i]) == "--help";
+    if (!help) stepq::restart_for_openblas_kernels(argv);
+  }
   CLI::App app{"stepq: fast, small inference for reasoning and MoE models (GGUF)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "stepq 0.1.0");
