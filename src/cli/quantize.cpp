@@ -296,8 +296,7 @@ void do_quantize(const QuantizeArgs& args) {
     std::fprintf(stderr, "  compensators: %s, rank policy %s, %.3f bits/weight planned\n",
                  qtype_name((uint32_t)comp_type), rank_policy_name(rp.policy), comp_bpw);
 
-  MiloParams mp;
-  mp.hqq.bits = a.bits;
+  MiloParams mp;  // bits, group and scale precision are set per tensor from its packed type
   mp.hqq.fit = a.method == "rtn" ? HqqParams::Fit::Rtn : a.fit == "mse" ? HqqParams::Fit::Mse : HqqParams::Fit::Hqq;
   mp.iters = a.iters;
   mp.lowrank_type = comp_type;

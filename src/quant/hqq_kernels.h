@@ -5,6 +5,9 @@
 
 namespace stepq {
 
+// A weight's code: round to nearest (ties to even), clamped to [0, max_v].
+static inline float code_of(float x, float max_v) { return std::min(std::max(std::nearbyint(x), 0.0f), max_v); }
+
 // s = min((2^bits − 1)/(max − min), 2e4), z = −min·s.
 static inline void hqq_init_group(const float* w, int64_t G, float max_v, float* s, float* z) {
   float lo = w[0], hi = w[0];
@@ -26,7 +29,7 @@ static inline double hqq_proximal_step(const float* w, int64_t G, float max_v, f
   const float e = p - 1.0f;
   double err = 0, zsum = 0;
   for (int64_t i = 0; i < G; i++) {
-    const float q = std::min(std::max(std::nearbyint(w[i] * s + z0), 0.0f), max_v);
+    const float q = code_of(w[i] * s + z0, max_v);
     const float r = (q - z0) / s;
     const float x = w[i] - r;
     const float ax = std::fabs(x);
@@ -44,7 +47,7 @@ static inline double hqq_proximal_step(const float* w, int64_t G, float max_v, f
 
 static inline void hqq_codes(const float* w, int64_t G, float max_v, float s, float z, uint8_t* codes) {
   for (int64_t i = 0; i < G; i++)
-    codes[i] = (uint8_t)std::min(std::max(std::nearbyint(w[i] * s + z), 0.0f), max_v);
+    codes[i] = (uint8_t)code_of(w[i] * s + z, max_v);
 }
 
 // stepq's least-squares fit of a group (HqqParams::Fit::Mse): the clipping range [lo, hi] that
@@ -60,7 +63,7 @@ static inline void hqq_codes(const float* w, int64_t G, float max_v, float s, fl
 static inline float scalar_candidate_error(const float* w, int64_t G, float lo, float a, float inv, float max_v) {
   float e = 0;
   for (int64_t k = 0; k < G; k++) {
-    const float c = std::min(std::max(std::nearbyint((w[k] - lo) * inv), 0.0f), max_v);
+    const float c = code_of((w[k] - lo) * inv, max_v);
     const float r = w[k] - (c * a + lo);
     e += r * r;
   }
@@ -97,7 +100,7 @@ static inline double mse_fit_group_with(const float* w, int64_t G, float max_v, 
     }
   }
   for (int64_t k = 0; k < G; k++)
-    best_q[k] = std::min(std::max(std::nearbyint((w[k] - best_b) / best_a), 0.0f), max_v);
+    best_q[k] = code_of((w[k] - best_b) / best_a, max_v);
   for (int it = 0; it < ls_iters; it++) {
     double qm = 0, wm = 0;
     for (int64_t k = 0; k < G; k++) {
@@ -115,7 +118,7 @@ static inline double mse_fit_group_with(const float* w, int64_t G, float max_v, 
     const float a = (float)(cov / var), b = (float)(wm - cov / var * qm);
     float e = 0;
     for (int64_t k = 0; k < G; k++) {
-      q[k] = std::min(std::max(std::nearbyint((w[k] - b) / a), 0.0f), max_v);
+      q[k] = code_of((w[k] - b) / a, max_v);
       const float r = w[k] - (q[k] * a + b);
       e += r * r;
     }
@@ -142,7 +145,7 @@ static inline void mse_refit_zero(const float* w, int64_t G, float max_v, float 
   auto error = [&](float zz) {
     float e = 0;
     for (int64_t k = 0; k < G; k++) {
-      const float c = std::min(std::max(std::nearbyint(w[k] * s + zz), 0.0f), max_v);
+      const float c = code_of(w[k] * s + zz, max_v);
       const float r = w[k] * s - (c - zz);
       e += r * r;
     }
@@ -151,7 +154,7 @@ static inline void mse_refit_zero(const float* w, int64_t G, float max_v, float 
   float best = error(*z);
   for (int it = 0; it < iters; it++) {
     double sum = 0;
-    for (int64_t k = 0; k < G; k++) sum += (double)(std::min(std::max(std::nearbyint(w[k] * s + *z), 0.0f), max_v) - w[k] * s);
+    for (int64_t k = 0; k < G; k++) sum += (double)(code_of(w[k] * s + *z, max_v) - w[k] * s);
     const float zz = (float)(sum / (double)G), e = error(zz);
     if (!(e < best)) break;
     best = e;
