@@ -422,13 +422,13 @@ void add_quantize(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--dense-rank", a->dense_rank,
                 "MiLo: rank of attention and shared-expert compensators at width 4096 (scaled by width)")
-      ->capture_default_str();
+      ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   c->add_option("--sparse-rank", a->sparse_rank, "MiLo: rank of routed-expert compensators at width 4096")
-      ->capture_default_str();
+      ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   c->add_option("--ffn-rank", a->ffn_rank,
                 "MiLo: rank of dense (non-expert) FFN compensators at width 4096; 0 (the default) leaves a dense "
                 "model's budget to attention, which measured best")
-      ->capture_default_str();
+      ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   c->add_option("--kurtosis-shift", a->kurtosis_shift, "MiLo kurtosis policy: s in 2^(round(kurtosis)+s)")
       ->capture_default_str();
   c->add_option("--rank-budget", a->rank_budget,

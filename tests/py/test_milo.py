@@ -142,5 +142,10 @@ with tempfile.TemporaryDirectory() as tmp:
         r = stepq("quantize", "-m", msrc, "-o", out, "--method", "milo", *args)
         check(r.returncode == 1 and word in r.stderr and not os.path.exists(out),
               f"{' '.join(args)}: exit 1 naming '{word}', no output", r)
+    for flag in ["--dense-rank", "--sparse-rank", "--ffn-rank"]:  # refused by the option parser
+        out = os.path.join(tmp, "bad.gguf")
+        r = stepq("quantize", "-m", msrc, "-o", out, flag, "-5")
+        check(r.returncode not in (0, None) and r.returncode < 128 and flag in r.stderr and not os.path.exists(out),
+              f"{flag} -5: refused naming the flag, no output", r)
 
 finish("milo")
