@@ -97,8 +97,8 @@ void BM_VecDot(benchmark::State& state, QType t, int64_t in) {
 void register_all() {
   // (in, out) of Qwen2.5-Coder-1.5B (attention 1536², FFN up/gate 1536→8960, down 8960→1536)
   // and 0.5B (FFN up/gate 896→4864, down 4864→896; 896 is no multiple of the K-quants' 256).
-  const QType types[] = {QType::Q4_K, QType::Q6_K, QType::Q4_0, QType::Q5_0, QType::Q8_0, QType::Q4_1, QType::F16,
-                         QType::HQ3_32, QType::HQ3_64, QType::HQ4_64, QType::S3_32};
+  const QType types[] = {QType::Q3_K, QType::Q4_K, QType::Q6_K, QType::Q4_0, QType::Q5_0, QType::Q8_0, QType::Q4_1, QType::F16,
+                         QType::S3_16, QType::HQ3_32, QType::HQ3_64, QType::HQ4_64, QType::S3_32};
   for (QType t : types) {
     const bool kquant = qtype_info(t).block_size == 256;
     const std::pair<int64_t, int64_t> shapes[] = {

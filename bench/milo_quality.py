@@ -84,7 +84,15 @@ ROWS = {
     # llama.cpp Q3_K_S's size on Qwen 0.5B
     "milo3-4.19": ["--method", "milo", "--group", "64", "--rank-budget", "4.19", "--ffn-rank", "1024"],
     "hqq4": ["--method", "hqq", "--bits", "4"],
+    # S3_16: symmetric 3-bit groups of 16 with 5-bit scale codes (3.375 bits/weight), scales fitted
+    # as llama.cpp's Q3_K; alone, then with compensators filling Q3_K's 3.4375 bits/weight, and
+    # with the default 3.75
+    "s3-g16": ["--method", "hqq", "--group", "16"],
+    "milo3-g16": ["--method", "milo", "--group", "16", "--rank-budget", "3.4375"],
+    "milo3-g16-3.75": ["--method", "milo", "--group", "16"],
     "llama-q3_k_s": "Q3_K_S",
+    # the same with the token embeddings and output head left F32, as stepq's rows leave them
+    "llama-q3_k_s-f32head": "Q3_K_S:f32-head",
     "llama-q3_k_m": "Q3_K_M",
     "llama-q2_k": "Q2_K",
 }
@@ -110,7 +118,7 @@ def linear_bits_per_weight(path):
             n = int(t.n_elements)
             if t.name in qtypes:  # private types are I8 rows of bytes: count the real weights
                 bs, ts = {"HQ2_64": (64, 20), "HQ3_64": (64, 28), "HQ3_128": (128, 52), "HQ4_64": (64, 36),
-                          "S3_32": (32, 14), "HQ3_32": (128, 58)}[qtypes[t.name]]
+                          "S3_32": (32, 14), "HQ3_32": (128, 58), "S3_16": (256, 108)}[qtypes[t.name]]
                 n = n // ts * bs
             weights += n
     return bits / weights, weights

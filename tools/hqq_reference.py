@@ -167,6 +167,101 @@ def kurtosis(W):
 
 # --------------------------------------------------------------------------------------------
 # Packed formats
+def quantize_sym16(W, refine=True):
+    """stepq's S3_16 (symmetric 3-bit, groups of 16, 5-bit scale codes per super-block of 256):
+    each group's signed scale by llama.cpp's Q3_K fit (make_q3_quants: the value of largest
+    magnitude at code -4; with `refine`, up to 5 passes moving single codes to the level nearest
+    x * sum(w l^2) / sum(w l x) with weights w = x^2, kept when the weighted error falls; the
+    scale is then sum(w l x) / sum(w l^2)); per super-block D = fp16(1 / (-16 / m)) with m the
+    signed scale of largest magnitude, scale codes c = clip(rint(-16 / m * s), -16, 15) + 16, and
+    codes clip(rint(x / (D (c - 16))), -4, 3) + 4. float32 throughout, sums accumulated in
+    element order as the C++ does. W (..., cols), cols a multiple of 256.
+    Returns (codes uint8 W.shape, sc uint8 (..., cols // 16), D float16 (..., cols // 256),
+    dequantized float32)."""
+    W = np.asarray(W, dtype=np.float32)
+    lead, cols = W.shape[:-1], W.shape[-1]
+    if cols % 256:
+        raise ValueError(f"S3_16: row length {cols} is not a multiple of 256")
+    f = np.float32
+    G = W.reshape(-1, 16)
+    n = G.shape[0]
+    ax = np.abs(G)
+    idx = np.argmax(ax, axis=1)
+    amax = ax[np.arange(n), idx]
+    mx = G[np.arange(n), idx]
+    live = amax >= f(1e-15)
+    iscale = np.where(live, f(-4) / np.where(live, mx, f(1)), f(0)).astype(f)
+    if not refine:
+        scale = np.where(live, f(1) / np.where(live, iscale, f(1)), f(0)).astype(f)
+    else:
+        L = np.clip(np.rint(iscale[:, None] * G), -4, 3).astype(f)
+        sumlx = np.zeros(n, f)
+        suml2 = np.zeros(n, f)
+        for i in range(16):
+            x, l = G[:, i], L[:, i]
+            w = x * x
+            sumlx = sumlx + w * x * l
+            suml2 = suml2 + w * (l * l)
+        for _ in range(5):
+            changed = np.zeros(n, bool)
+            for i in range(16):
+                x, l = G[:, i], L[:, i]
+                w = x * x
+                slx = sumlx - w * x * l
+                sl2 = suml2 - w * (l * l)
+                pos = slx > 0
+                nl = np.clip(np.rint(x * sl2 / np.where(pos, slx, f(1))), -4, 3).astype(f)
+                slx2 = slx + w * x * nl
+                sl22 = sl2 + w * (nl * nl)
+                acc = live & pos & (nl != l) & (sl22 > 0) & (slx2 * slx2 * suml2 > sumlx * sumlx * sl22)
+                L[acc, i] = nl[acc]
+                sumlx = np.where(acc, slx2, sumlx).astype(f)
+                suml2 = np.where(acc, sl22, suml2).astype(f)
+                changed |= acc
+            if not changed.any():
+                break
+        ok = suml2 > 0
+        scale = np.where(ok & (amax >= f(1e-15)), sumlx / np.where(ok, suml2, f(1)), f(0)).astype(f)
+    S = scale.reshape(-1, 16)
+    j = np.argmax(np.abs(S), axis=1)
+    sa = np.abs(S)[np.arange(S.shape[0]), j]
+    sm = S[np.arange(S.shape[0]), j]
+    bl = sa > 0
+    isc = np.where(bl, f(-16) / np.where(bl, sm, f(1)), f(0)).astype(f)
+    D = np.where(bl, f(1) / np.where(bl, isc, f(1)), f(0)).astype(np.float16)
+    l = np.clip(np.rint(isc[:, None] * S), -16, 15).astype(f)
+    d = (D.astype(f)[:, None] * l).reshape(-1)
+    nz = d != 0
+    q = np.where(nz[:, None], np.clip(np.rint(G / np.where(nz, d, f(1))[:, None]), -4, 3), f(0)).astype(f)
+    deq = ((q + 4 - f(4)) * d[:, None]).astype(f)
+    return ((q + 4).astype(np.uint8).reshape(W.shape), (l + 16).astype(np.uint8).reshape(*lead, cols // 16),
+            D.reshape(*lead, cols // 256), deq.reshape(W.shape))
+
+
+def decode_s3_16(raw):
+    """Decodes S3_16 rows (..., row_bytes) -> (codes uint8, sc uint8 (.., cols/16), D float16
+    (.., cols/256), dequantized float32 (q - 4) * (D * (sc - 16)))."""
+    raw = np.ascontiguousarray(raw).view(np.uint8)
+    lead, rb = raw.shape[:-1], raw.shape[-1]
+    if rb % 108:
+        raise ValueError(f"S3_16: row of {rb} bytes is not a whole number of 108-byte blocks")
+    nb = rb // 108
+    b = raw.reshape(-1, nb, 108)
+    D = b[..., 0:2].copy().view("<f2")[..., 0].astype(np.float16)
+    sl = b[..., 2:10]
+    sh = _unpack_bits(b[..., 10:12])
+    sc = np.concatenate([sl & 15, sl >> 4], axis=-1) | (sh << 4)
+    chunks = []
+    for k in range(4):
+        s = 12 + 24 * k
+        chunks.append(_unpack_2bit(b[..., s:s + 16]) | (_unpack_bits(b[..., s + 16:s + 24]) << 2))
+    codes = np.concatenate(chunks, axis=-1).astype(np.uint8)
+    d = D.astype(np.float32)[..., None] * (sc.astype(np.float32) - 16)
+    deq = ((codes.reshape(-1, nb, 16, 16).astype(np.float32) - 4) * d[..., None]).astype(np.float32)
+    return (codes.reshape(*lead, nb * 256), sc.astype(np.uint8).reshape(*lead, nb * 16), D.reshape(*lead, nb),
+            deq.reshape(*lead, nb * 256))
+
+
 # --------------------------------------------------------------------------------------------
 
 def _fp16_bytes(a):
@@ -313,7 +408,7 @@ def read_stepq_tensor(reader, name):
     """(type name, codes, d, z, dequantized float32 (rows, cols)) of tensor `name` in a
     gguf.GGUFReader. rows is the product of all but the innermost dimension (a 3-D expert tensor
     (E, R, C) gives E*R rows). For a standard ggml type: (type name, None, None, None, deq) with
-    gguf.quants.dequantize. For S3_32, z is None."""
+    gguf.quants.dequantize. For S3_32, z is None; for S3_16, d and z are the scale codes and D."""
     import gguf
     ts = [t for t in reader.tensors if t.name == name]
     if not ts:
@@ -324,12 +419,15 @@ def read_stepq_tensor(reader, name):
         deq = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
         cols = int(t.shape[0])
         return t.tensor_type.name, None, None, None, deq.reshape(-1, cols)
-    if qtype not in FORMATS:
+    if qtype not in FORMATS and qtype != "S3_16":
         raise ValueError(f"{name}: unknown stepq type {qtype!r}")
     if t.tensor_type != gguf.GGMLQuantizationType.I8:
         raise ValueError(f"{name}: stepq type {qtype} stored as {t.tensor_type.name}, expected I8")
     rb = int(t.shape[0])
     raw = np.asarray(t.data).view(np.uint8).reshape(-1, rb)
+    if qtype == "S3_16":  # d holds the scale codes and z the fp16 super-block scales
+        codes, sc, D, deq = decode_s3_16(raw)
+        return qtype, codes, sc, D, deq
     codes, d, z, deq = decode_hq(raw, qtype)
     return qtype, codes, d, z, deq
 

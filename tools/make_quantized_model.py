@@ -7,6 +7,8 @@ python (tools/setup_reference_venv.sh). Quantize from the exact F32 copy
   ~/.cache/stepq/venv-ref/bin/python tools/make_quantized_model.py \\
       ~/.cache/stepq/models/qwen2.5-coder-0.5b-instruct.f32.gguf Q3_K_M \\
       ~/.cache/stepq/models/qwen2.5-coder-0.5b-instruct.Q3_K_M.gguf
+
+KIND:f32-head (say Q3_K_S:f32-head) keeps the token embeddings and output head as F32.
 """
 import ctypes
 import os
@@ -17,6 +19,10 @@ def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     src, kind, dst = sys.argv[1:]
+    # KIND:f32-head leaves token_embd and output as F32 (llama.cpp quantizes them by its rules)
+    kind, _, opt = kind.partition(":")
+    if opt not in ("", "f32-head"):
+        sys.exit(f"unknown option {opt}: the only one is KIND:f32-head")
     import llama_cpp
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}", None)
     if ftype is None:
@@ -24,6 +30,9 @@ def main():
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = os.cpu_count() or 1
+    if opt == "f32-head":
+        params.token_embedding_type = 0  # GGML_TYPE_F32
+        params.output_tensor_type = 0
     tmp = dst + ".partial"
     rc = llama_cpp.llama_model_quantize(src.encode(), tmp.encode(), ctypes.byref(params))
     if rc != 0:

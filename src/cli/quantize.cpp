@@ -66,6 +66,16 @@ std::optional<std::regex> name_regex(const char* flag, const std::string& patter
   }
 }
 
+// The type a weight with rows of `cols` gets when the base type's blocks do not fit them, as
+// llama.cpp's K-quants fall back: S3_16 (blocks of 256) to HQ3_32, HQ3_32 (128) to HQ3_64;
+// `base` itself when its blocks fit or nothing smaller does.
+QType fallback_type(QType base, int64_t cols) {
+  if (cols % qtype_info(base).block_size == 0) return base;
+  if (base == QType::S3_16) return fallback_type(QType::HQ3_32, cols);
+  if (base == QType::HQ3_32 && cols % 64 == 0) return QType::HQ3_64;
+  return base;
+}
+
 bool is_embedding_or_head(const std::string& name) { return name == "token_embd.weight" || name == "output.weight"; }
 
 // All of t quantized to `type`, 4096 rows at a time (the f32 copy stays small): plain types by
@@ -132,6 +142,9 @@ void do_quantize(const QuantizeArgs& args) {
   if (a.fit != "hqq" && a.fit != "mse") fail("--fit must be hqq or mse, got '{}'", a.fit);
   if (a.method == "rtn" && a.fit != "hqq") fail("--fit applies to --method hqq and milo; rtn has no fit");
   const QType base_type = hq_type(a.bits, a.group);
+  if (base_type == QType::S3_16 && a.fit != "hqq")
+    fail("--fit {}: groups of 16 (S3_16) are symmetric, with no zero to fit; their scales are always fitted "
+         "by weighted least squares (llama.cpp's Q3_K fit)", a.fit);
   const QType comp_type = compensator_type(a.compensator_bits);
   RankParams rp;
   rp.policy = rank_policy_from_name(a.policy);
@@ -153,7 +166,7 @@ void do_quantize(const QuantizeArgs& args) {
   // What to quantize: every matching linear weight (experts one by one).
   std::vector<QuantItem> items;
   std::vector<bool> quantized(src->tensors().size(), false);
-  // Each tensor's packed type: base_type, or HQ3_64 for rows HQ3_32's blocks of 128 do not fit
+  // Each tensor's packed type: base_type, or fallback_type's for rows its blocks do not fit
   // (SmolLM2's 576), as llama.cpp's K-quants fall back on rows their super-blocks do not fit.
   std::vector<QType> packed_type(src->tensors().size(), base_type);
   int skipped = 0, fallbacks = 0;
@@ -164,8 +177,8 @@ void do_quantize(const QuantizeArgs& args) {
     if (t.role == LinearRole::None || (only && !std::regex_match(t.name, *only))) continue;
     QType type = base_type;
     if (hq4 && std::regex_match(t.name, *hq4)) type = QType::HQ4_64;
-    if (type == QType::HQ3_32 && t.ne[0] % qtype_info(type).block_size != 0 && t.ne[0] % 64 == 0) {
-      type = QType::HQ3_64;
+    if (const QType f = fallback_type(type, t.ne[0]); f != type) {
+      type = f;
       fallbacks++;
     }
     const int64_t block = qtype_info(type).block_size;
@@ -233,8 +246,9 @@ void do_quantize(const QuantizeArgs& args) {
     }
   }
   if (fallbacks)
-    std::fprintf(stderr, "stepq quantize: %d tensor(s) with rows %s's blocks of %d do not fit use HQ3_64\n", fallbacks,
-                 qtype_name((uint32_t)base_type), qtype_info(base_type).block_size);
+    std::fprintf(stderr, "stepq quantize: %d tensor(s) with rows %s's blocks of %d do not fit use %s\n", fallbacks,
+                 qtype_name((uint32_t)base_type), qtype_info(base_type).block_size,
+                 base_type == QType::S3_16 ? "HQ3_32 (or HQ3_64)" : "HQ3_64");
   const double base_bpw = base_bits / (double)n_weights;
   double comp_bpw = 0;
   if (milo) {
@@ -258,7 +272,9 @@ void do_quantize(const QuantizeArgs& args) {
   w.add_kv("stepq.quantize.method", GgufValue{GgufType::STRING, a.method});
   w.add_kv("stepq.quantize.bits", GgufValue{GgufType::U32, (int64_t)a.bits});
   w.add_kv("stepq.quantize.group", GgufValue{GgufType::U32, (int64_t)a.group});
-  if (a.method != "rtn") w.add_kv("stepq.quantize.fit", GgufValue{GgufType::STRING, a.fit});
+  if (a.method != "rtn")
+    w.add_kv("stepq.quantize.fit",
+             GgufValue{GgufType::STRING, base_type == QType::S3_16 ? std::string("symmetric-wls") : a.fit});
   if (emb_type)
     w.add_kv("stepq.quantize.embeddings", GgufValue{GgufType::STRING, std::string(qtype_name((uint32_t)*emb_type))});
   if (milo) {
@@ -325,11 +341,12 @@ void do_quantize(const QuantizeArgs& args) {
       const int64_t r0 = it.expert >= 0 ? it.expert * it.rows : 0;
       std::vector<float> W = t.rows_f32(r0, it.rows);
       mp.rank = it.rank;
-      // HQ3_32 stores 8-bit scale and zero codes; a fallback HQ3_64 tensor has groups of 64.
+      // HQ3_32 stores 8-bit scale and zero codes, S3_16 is symmetric; a fallback tensor has its own.
       const HqqParams tp = *hq_params(packed_type[i]);
       mp.hqq.bits = tp.bits;
       mp.hqq.group = tp.group;
       mp.hqq.meta_bits = tp.meta_bits;
+      mp.hqq.symmetric = tp.symmetric;
       MiloResult res = milo_quantize(W.data(), it.rows, it.cols, mp, pool);
       const std::vector<uint8_t> packed = hqq_pack(res.q);
       w.write(t.name, packed.data(), packed.size());
@@ -404,11 +421,12 @@ void add_quantize(CLI::App& app) {
       ->check(CLI::ExistingPath);
   c->add_option("-o,--out", a->out, "Output GGUF")->required();
   c->add_option("--method", a->method, "rtn, hqq or milo")->capture_default_str();
-  c->add_option("--bits", a->bits, "Bits per weight code: 3 (groups of 32, 64 or 128), 2 or 4 (groups of 64)")
+  c->add_option("--bits", a->bits, "Bits per weight code: 3 (groups of 16, 32, 64 or 128), 2 or 4 (groups of 64)")
       ->capture_default_str();
   c->add_option("--group", a->group,
                 "Weights per scale/zero group along the input dimension: 32 (HQ3_32: 8-bit scale and zero codes; "
-                "the default for 3 bits), 64 (fp16 scale and zero; the default for 2 and 4 bits) or 128");
+                "the default for 3 bits), 64 (fp16 scale and zero; the default for 2 and 4 bits), 128, or 16 (3 bits "
+                "only: S3_16, symmetric with 5-bit scale codes, 3.375 bits/weight; scales fitted as llama.cpp's Q3_K)");
   c->add_option("--fit", a->fit,
                 "How hqq and milo fit each group's scale and zero: hqq (HQQ's proximal loop on the zero, as "
                 "published) or mse (least squared error: a clipping-range search, then least squares)")

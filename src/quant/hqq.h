@@ -44,11 +44,19 @@ struct HqqParams {
   // before the zero loop, and one for z = c/16 − 4 (a 16th of a code), rounded after it; the
   // codes are then those of the stored d and z.
   int meta_bits = 16;
+  // Symmetric codes (S3_16: bits 3, group 16; stepq's, not in the papers): no zero point to fit,
+  // w = (q − 4)·d. Each group's signed scale is llama.cpp's Q3_K fit (make_q3_quants: the value
+  // of largest magnitude at −4, then passes that move single codes while the error weighted by
+  // w² falls), then quantized to a 5-bit code against the super-block of kSymBlock weights:
+  // d_g = D·(c − 16), D = fp16(max / −16) with max the signed scale of largest magnitude; the
+  // codes are recomputed for the stored d_g. RTN (fit = Rtn) skips the passes.
+  bool symmetric = false;
 };
 
 // A quantized (rows × cols) matrix before packing: one code per weight, d and z per group
 // (already rounded to fp16 values, as stored).
 constexpr int kMetaBlock = 128;  // weights per fp16 D with 8-bit scale codes (HQ3_32)
+constexpr int kSymBlock = 256;   // weights per fp16 D of the symmetric format (S3_16)
 
 struct GroupQuant {
   int64_t rows = 0, cols = 0;
@@ -57,6 +65,7 @@ struct GroupQuant {
   std::vector<float> d, z;     // rows·cols/group
   std::vector<uint8_t> sc, zc;  // with 8-bit scales and zeros: their codes (rows·cols/group)
   std::vector<uint16_t> D;      // and the fp16 block maxima (rows·cols/kMetaBlock)
+  bool symmetric = false;       // S3_16: z = 4, sc the 5-bit scale codes, D per kSymBlock
   int iterations = 0;          // proximal steps run (0 for RTN)
   double mean_abs_error = 0;   // mean |w − w_r| of the last step (HQQ), for logs
 };
@@ -68,12 +77,13 @@ GroupQuant hqq_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
 // dst (rows × cols) = the weights the codes stand for: (q − z)·d in float32, as the kernels see them.
 void hqq_dequantize(const GroupQuant& q, float* dst);
 
-// The packed weight format for (bits, group): HQ3_32, HQ2_64, HQ3_64, HQ3_128 or HQ4_64; fails with the
-// supported combinations otherwise.
+// The packed weight format for (bits, group): S3_16, HQ3_32, HQ2_64, HQ3_64, HQ3_128 or HQ4_64; fails
+// with the supported combinations otherwise.
 QType hq_type(int bits, int group);
 
 // The inverse of hq_type: the bits, group and scale/zero precision of an HQ type (HQ3_32 has 8-bit
-// scale and zero codes, the others fp16), or nullopt for any other type.
+// scale and zero codes, S3_16 is symmetric with 5-bit scale codes, the others fp16), or nullopt
+// for any other type.
 std::optional<HqqParams> hq_params(QType t);
 
 // Packs q into rows of hq_type(q.bits, q.group) (rows · row_bytes bytes).

@@ -355,11 +355,32 @@ with tempfile.TemporaryDirectory() as tmp:
         r = stepq("quantize", "-m", src, "-o", o, *bad)
         check(r.returncode == 1 and why in r.stderr and not os.path.exists(o), f"{' '.join(bad)}: refused ({why})", r)
 
+    # (g) --group 16: S3_16 (symmetric, 5-bit scale codes) for rows of whole 256-blocks, equal to the
+    # port's quantize_sym16 (codes, scale codes, D); rows of 896 fall back to HQ3_32
+    out = os.path.join(tmp, "random-s3_16.gguf")
+    sel16 = r"blk\.1\.ffn_up\.weight|blk\.0\.attn_output\.weight"
+    if quantize("random --group 16", src, out, "hqq", 3, 16, "--tensors", sel16, isa=None):
+        ro = gguf.GGUFReader(out)
+        check(hq.stepq_qtype(ro, "blk.1.ffn_up.weight") == "S3_16" and
+              hq.stepq_qtype(ro, "blk.0.attn_output.weight") == "HQ3_32",
+              "--group 16: 256-multiple rows are S3_16, rows of 896 fall back to HQ3_32")
+        W = source_f32(tensors_of(rsrc)["blk.1.ffn_up.weight"])
+        _, codes, sc, D, deq = hq.read_stepq_tensor(ro, "blk.1.ffn_up.weight")
+        rc, rsc, rD, rdeq = hq.quantize_sym16(W)
+        same = np.mean(codes.reshape(rc.shape) == rc)
+        check(same >= CODE_MATCH and np.array_equal(sc.reshape(rsc.shape), rsc) and
+              np.array_equal(D.reshape(rD.shape).view(np.uint16), rD.view(np.uint16)),
+              f"--group 16 blk.1.ffn_up: codes {100 * same:.3f}% equal to the port, scale codes and D identical")
+        check(hq.rel_frobenius(rdeq, deq.reshape(rdeq.shape)) <= FROB_TOL,
+              "--group 16: dequantized equal to the port's")
+    r = stepq("quantize", "-m", src, "-o", os.path.join(tmp, "bad16.gguf"), "--group", "16", "--fit", "mse")
+    check(r.returncode == 1 and "symmetric" in r.stderr, "--group 16 --fit mse: refused (no zero to fit)", r)
+
     # (c) bad input
     r = stepq("quantize", "-m", os.path.join(tmp, "nonexistent.gguf"), "-o", os.path.join(tmp, "x.gguf"),
               "--method", "hqq", "--bits", "3", "--group", "64")
     check(r.returncode > 0 and "nonexistent" in r.stderr, "missing input file: an error exit, named on stderr", r)
-    for bits, group in [(2, 128), (4, 128), (5, 64), (3, 16), (2, 32)]:
+    for bits, group in [(2, 128), (4, 128), (5, 64), (4, 16), (2, 32)]:
         o = os.path.join(tmp, f"bad-{bits}-{group}.gguf")
         r = stepq("quantize", "-m", src, "-o", o, "--method", "hqq", "--bits", str(bits), "--group", str(group))
         # (2,128), (4,128) are valid values of each option: only quantize itself can refuse them

@@ -29,7 +29,8 @@ namespace {
 const QType kTypes[] = {QType::F32,    QType::F16,    QType::BF16,    QType::Q4_0,   QType::Q4_1,
                         QType::Q5_0,   QType::Q5_1,   QType::Q8_0,    QType::IQ4_NL, QType::Q2_K,
                         QType::Q3_K,   QType::Q4_K,   QType::Q5_K,    QType::Q6_K,   QType::HQ2_64,
-                        QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32,  QType::HQ3_32};
+                        QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32,  QType::HQ3_32,
+                        QType::S3_16};
 
 std::vector<Isa> isas() {
   std::vector<Isa> v;
@@ -156,7 +157,7 @@ TEST(GemmTile, CloseToScalarReference) {
 TEST(GemmTile, PublicEntryUsesActiveTable) {
   std::mt19937 rng(5);
   for (QType t : {QType::Q4_K, QType::Q6_K, QType::Q5_0, QType::Q8_0, QType::Q4_1, QType::F16, QType::HQ3_64,
-                  QType::S3_32, QType::HQ3_32}) {
+                  QType::S3_32, QType::HQ3_32, QType::S3_16}) {
     const int64_t in = widths(t)[1];
     const Operands o = make_operands(t, in, 3, 5, rng);
     float got[5][3], want[5][3];
@@ -218,7 +219,7 @@ TEST(GemmMatmul, LargeBatchEqualsVecDot) {
   ThreadPool pool(2);
   MatmulScratch scratch;
   for (QType t : {QType::Q4_K, QType::Q6_K, QType::Q5_0, QType::Q8_0, QType::HQ3_64, QType::HQ3_128, QType::S3_32,
-                  QType::HQ3_32}) {
+                  QType::HQ3_32, QType::S3_16}) {
     const int64_t in = 1536, out = 45, n = 150;
     std::vector<uint8_t> w;
     for (int64_t r = 0; r < out; r++) {

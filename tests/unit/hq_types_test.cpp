@@ -244,6 +244,122 @@ TEST(HqTypes, Hq3_32VecDotMatchesReference) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// S3_16
+
+struct PackedS3_16 {
+  std::vector<uint8_t> codes, sc, bytes;
+  std::vector<uint16_t> D;
+};
+
+// Random codes; scale codes 0..31 in a random order, repeated (any 32 groups, n = 512, hold every
+// value); D of either sign, magnitudes like real models'.
+PackedS3_16 random_s3_16(int64_t n, std::mt19937& rng) {
+  PackedS3_16 p;
+  std::uniform_int_distribution<int> code(0, 7), byte(0, 255);
+  std::uniform_real_distribution<float> mag(1e-4f, 3e-3f);
+  for (int64_t i = 0; i < n; i++) p.codes.push_back((uint8_t)code(rng));
+  std::vector<uint8_t> perm(32);
+  for (int c = 0; c < 32; c++) perm[c] = (uint8_t)c;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  for (int64_t g = 0; g < n / 16; g++) p.sc.push_back(perm[g % 32]);
+  for (int64_t b = 0; b < n / 256; b++) p.D.push_back(fp32_to_fp16((byte(rng) & 1 ? -1 : 1) * mag(rng)));
+  p.bytes.assign(row_bytes(QType::S3_16, n), 0xA5);  // packing must not depend on what was there
+  s3_16_pack_row(p.codes.data(), p.sc.data(), p.D.data(), n, p.bytes.data());
+  return p;
+}
+
+TEST(HqTypes, S3_16TypeInfo) {
+  EXPECT_EQ(qtype_from_name("S3_16"), QType::S3_16);
+  EXPECT_EQ((uint32_t)QType::S3_16, 54u);
+  EXPECT_EQ(qtype_info(QType::S3_16).block_size, 256);
+  EXPECT_EQ(qtype_info(QType::S3_16).vec_dot_type, QType::Q8_0);
+  EXPECT_EQ(row_bytes(QType::S3_16, 1536), 6u * 108u);
+  EXPECT_EQ(sizeof(BlockS3_16), 108u);
+  EXPECT_EQ(8.0 * 108 / 256, 3.375);
+}
+
+// (q − 4)·(D·(sc − 16)), in float as written, for every scale code.
+TEST(HqTypes, S3_16DequantizeIsTheFormula) {
+  std::mt19937 rng(23);
+  for (int64_t n : {256, 1536, 8960}) {
+    const PackedS3_16 p = random_s3_16(n, rng);
+    std::vector<float> y(n);
+    dequantize_row(QType::S3_16, p.bytes.data(), y.data(), n);
+    for (int64_t i = 0; i < n; i++) {
+      const float d = fp16_to_fp32(p.D[i / 256]) * (float)((int)p.sc[i / 16] - 16);
+      ASSERT_EQ(y[i], ((float)p.codes[i] - 4.0f) * d) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(HqTypes, S3_16PackedBytesFollowLayout) {
+  std::mt19937 rng(24);
+  const int64_t n = 3 * 256;
+  const PackedS3_16 p = random_s3_16(n, rng);
+  for (int64_t b = 0; b < n / 256; b++) {
+    const uint8_t* blk = p.bytes.data() + b * 108;
+    uint16_t D, sh;
+    std::memcpy(&D, blk, 2);
+    std::memcpy(&sh, blk + 10, 2);
+    EXPECT_EQ(D, p.D[b]);
+    for (int g = 0; g < 16; g++) {  // low nibble of sl[g % 8] for g < 8, high for g >= 8; bit g of sh
+      const int c = ((blk[2 + g % 8] >> (4 * (g / 8))) & 15) | (((sh >> g) & 1) << 4);
+      EXPECT_EQ(c, p.sc[16 * b + g]) << "block " << b << " group " << g;
+    }
+    for (int i = 0; i < 256; i++) {  // chunk i / 64 at byte 12: ql[16], qh[8] as in HQ3_64
+      const uint8_t* c = blk + 12 + 24 * (i / 64);
+      const int e = i % 64;
+      uint64_t qh;
+      std::memcpy(&qh, c + 16, 8);
+      const int q = ((c[e % 16] >> (2 * (e / 16))) & 3) | (int)((qh >> e) & 1) << 2;
+      ASSERT_EQ(q, p.codes[b * 256 + i]) << "block " << b << " element " << i;
+    }
+  }
+}
+
+TEST(HqTypes, S3_16PackRefusesBadInput) {
+  std::vector<uint8_t> codes(512, 5), sc(32, 16), out(2 * 108);
+  std::vector<uint16_t> D(2, fp32_to_fp16(0.001f));
+  EXPECT_NO_THROW(s3_16_pack_row(codes.data(), sc.data(), D.data(), 512, out.data()));
+  codes[300] = 8;
+  EXPECT_THROW(s3_16_pack_row(codes.data(), sc.data(), D.data(), 512, out.data()), Error);
+  codes[300] = 0;
+  sc[17] = 32;
+  EXPECT_THROW(s3_16_pack_row(codes.data(), sc.data(), D.data(), 512, out.data()), Error);
+  sc[17] = 31;
+  EXPECT_THROW(s3_16_pack_row(codes.data(), sc.data(), D.data(), 384, out.data()), Error);
+  std::vector<float> d(8, 0.01f), z(8, 4.0f);
+  EXPECT_THROW(hq_pack_row(QType::S3_16, codes.data(), d.data(), z.data(), 512, out.data()), Error);
+}
+
+TEST(HqTypes, S3_16VecDotMatchesReference) {
+  std::mt19937 rng(25);
+  std::vector<Isa> isas = {Isa::Scalar};
+  for (Isa isa : {Isa::Avx2, Isa::Avx512})
+    if ((int)isa <= (int)detected_isa()) isas.push_back(isa);
+  for (int64_t n : {256, 768, 1536, 4864, 8960}) {
+    for (int rep = 0; rep < 3; rep++) {
+      const PackedS3_16 p = random_s3_16(n, rng);
+      const std::vector<float> x = test::random_activations(n, rng);
+      std::vector<uint8_t> a(row_bytes(QType::Q8_0, n));
+      quantize_row(QType::Q8_0, x.data(), a.data(), n);
+      std::vector<float> wf(n), af(n);
+      dequantize_row(QType::S3_16, p.bytes.data(), wf.data(), n);
+      dequantize_row(QType::Q8_0, a.data(), af.data(), n);
+      double exact = 0, mag = 0;
+      for (int64_t i = 0; i < n; i++) exact += (double)wf[i] * af[i], mag += std::fabs((double)wf[i] * af[i]);
+      const float ref = vec_dot_ref(QType::S3_16, n, p.bytes.data(), a.data());
+      ASSERT_NEAR(ref, exact, 1e-5 * mag + 1e-30) << "n=" << n;
+      for (Isa isa : isas) {
+        const VecDotFn f = dot_table(isa).vec_dot[(uint32_t)QType::S3_16];
+        ASSERT_NE(f, nullptr) << isa_name(isa);
+        EXPECT_NEAR(f(n, p.bytes.data(), a.data()), ref, 1e-5 * mag + 1e-30) << isa_name(isa) << " n=" << n;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // quantize_weight_row
 
 // ggml's quantize_row_q4_0_ref, written out again: max = the (first) element of largest |x|,
@@ -374,8 +490,9 @@ TEST(HqTypes, MatmulMatchesDequantizedReference) {
   std::mt19937 rng(31);
   ThreadPool pool(2);
   MatmulScratch scratch;
-  for (QType t : {QType::HQ3_64, QType::HQ3_128, QType::S3_32, QType::HQ2_64, QType::HQ4_64, QType::HQ3_32}) {
-    const int64_t in = 896, out = 67, n_tok = 11;
+  for (QType t : {QType::HQ3_64, QType::HQ3_128, QType::S3_32, QType::HQ2_64, QType::HQ4_64, QType::HQ3_32,
+                  QType::S3_16}) {
+    const int64_t in = t == QType::S3_16 ? 1536 : 896, out = 67, n_tok = 11;
     std::vector<uint8_t> w;
     std::vector<float> wf;  // dequantized
     for (int64_t r = 0; r < out; r++) {
@@ -385,6 +502,8 @@ TEST(HqTypes, MatmulMatchesDequantizedReference) {
         quantize_weight_row(t, x.data(), row.data(), in);
       } else if (t == QType::HQ3_32) {
         row = random_hq3_32(in, rng).bytes;
+      } else if (t == QType::S3_16) {
+        row = random_s3_16(in, rng).bytes;
       } else {
         row = random_packed(t, in, rng).bytes;
       }

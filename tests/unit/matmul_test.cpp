@@ -16,7 +16,7 @@ namespace {
 const QType kTypes[] = {QType::F32,    QType::F16,    QType::BF16,    QType::Q4_0,   QType::Q4_1,  QType::Q5_0,
                         QType::Q5_1,   QType::Q8_0,   QType::IQ4_NL,  QType::Q2_K,   QType::Q3_K,  QType::Q4_K,
                         QType::Q5_K,   QType::Q6_K,   QType::HQ2_64,  QType::HQ3_64, QType::HQ3_128, QType::HQ4_64,
-                        QType::S3_32,  QType::HQ3_32};
+                        QType::S3_32,  QType::HQ3_32, QType::S3_16};
 
 TEST(Matmul, EveryFormatMatchesReferenceOnAwkwardShapes) {
   std::mt19937 rng(99);

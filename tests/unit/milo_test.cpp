@@ -113,6 +113,63 @@ TEST(Hqq, EightBitScalesAndZeros) {
   EXPECT_THROW(hqq_quantize(W.data(), rows, 32 * 3, p, pool), Error);  // rows of 96: not whole blocks of 128
 }
 
+// S3_16 (HqqParams::symmetric): d_g = D·(sc − 16) with the super-block's largest scale at code 0
+// (−16·D), z = 4, codes < 8; the weighted least-squares fit has a lower w²-weighted error than
+// symmetric RTN; the packed rows decode to what hqq_dequantize gives; rows that are not whole
+// super-blocks are refused.
+TEST(Hqq, SymmetricGroupsOf16) {
+  ThreadPool pool(2);
+  const int64_t rows = 23, cols = 768;
+  std::vector<float> W((size_t)(rows * cols));  // gaussian: w²-weighted errors of t(3) weights are a few outliers'
+  std::mt19937_64 rng(29);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  for (float& v : W) v = normal(rng);
+  HqqParams p = *hq_params(QType::S3_16);
+  EXPECT_TRUE(p.symmetric);
+  EXPECT_EQ(hq_type(3, 16), QType::S3_16);
+  const GroupQuant q = hqq_quantize(W.data(), rows, cols, p, pool);
+  ASSERT_TRUE(q.symmetric);
+  ASSERT_EQ(q.D.size(), (size_t)(rows * cols / kSymBlock));
+  ASSERT_EQ(q.sc.size(), (size_t)(rows * cols / 16));
+  for (uint8_t c : q.codes) ASSERT_LT(c, 8);
+  for (size_t g = 0; g < q.d.size(); g++) {
+    ASSERT_LT(q.sc[g], 32) << g;
+    ASSERT_EQ(q.d[g], fp16_to_fp32(q.D[g / 16]) * (float)((int)q.sc[g] - 16)) << g;
+    ASSERT_EQ(q.z[g], 4.0f) << g;
+  }
+  for (size_t b = 0; b < q.D.size(); b++) {
+    int lo = 31;
+    for (int k = 0; k < 16; k++) lo = std::min(lo, (int)q.sc[b * 16 + k]);
+    EXPECT_EQ(lo, 0) << b;
+  }
+  p.fit = HqqParams::Fit::Rtn;
+  const GroupQuant r = hqq_quantize(W.data(), rows, cols, p, pool);
+  std::vector<float> dq(W.size()), dr(W.size());
+  hqq_dequantize(q, dq.data());
+  hqq_dequantize(r, dr.data());
+  double eq = 0, er = 0;
+  for (size_t i = 0; i < W.size(); i++) {
+    const double w2 = (double)W[i] * W[i];
+    eq += w2 * (dq[i] - W[i]) * (dq[i] - W[i]);
+    er += w2 * (dr[i] - W[i]) * (dr[i] - W[i]);
+  }
+  EXPECT_LT(eq, 0.95 * er);
+  const std::vector<uint8_t> packed = hqq_pack(q);
+  ASSERT_EQ(packed.size(), row_bytes(QType::S3_16, cols) * rows);
+  std::vector<float> row(cols);
+  for (int64_t i = 0; i < rows; i++) {
+    dequantize_row(QType::S3_16, packed.data() + i * row_bytes(QType::S3_16, cols), row.data(), cols);
+    for (int64_t c = 0; c < cols; c++) ASSERT_EQ(row[c], dq[i * cols + c]) << i << "," << c;
+  }
+  // An all-zero matrix: D = 0, every weight exactly 0.
+  const std::vector<float> Z(256 * 2, 0.0f);
+  const GroupQuant z = hqq_quantize(Z.data(), 2, 256, *hq_params(QType::S3_16), pool);
+  std::vector<float> dz(Z.size(), 1.0f);
+  hqq_dequantize(z, dz.data());
+  for (float v : dz) ASSERT_EQ(v, 0.0f);
+  EXPECT_THROW(hqq_quantize(W.data(), rows * 6, 128, *hq_params(QType::S3_16), pool), Error);
+}
+
 // Fit::Mse chooses each group's range by its squared error: on random and real weights, in both
 // scale/zero precisions, its Frobenius error is below RTN's (a candidate it always tries) and
 // HQQ's, its codes are in range, and the stored scales and zeros follow the format.
@@ -180,7 +237,8 @@ TEST(Hqq, RejectsBadShapes) {
   std::vector<float> W(100);
   HqqParams p;
   EXPECT_THROW(hqq_quantize(W.data(), 1, 100, p, pool), Error);
-  EXPECT_THROW(hq_type(3, 16), Error);
+  EXPECT_THROW(hq_type(4, 16), Error);
+  EXPECT_EQ(hq_type(3, 16), QType::S3_16);
   EXPECT_EQ(hq_type(3, 32), QType::HQ3_32);
   EXPECT_THROW(hq_type(5, 64), Error);
 }

@@ -40,9 +40,10 @@ using test::put_u16;
 const QType kStorageTypes[] = {QType::F32,    QType::F16,    QType::BF16,    QType::Q4_0,   QType::Q4_1,
                                QType::Q5_0,   QType::Q5_1,   QType::Q8_0,    QType::IQ4_NL, QType::Q2_K,
                                QType::Q3_K,   QType::Q4_K,   QType::Q5_K,    QType::Q6_K,   QType::HQ2_64,
-                               QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32, QType::HQ3_32};
+                               QType::HQ3_64, QType::HQ3_128, QType::HQ4_64, QType::S3_32, QType::HQ3_32,
+                               QType::S3_16};
 // The stepq-internal ones among them (not in the ggml reference data).
-constexpr size_t kInternalStorageTypes = 6;
+constexpr size_t kInternalStorageTypes = 7;
 const QType kActivationTypes[] = {QType::F32, QType::F16,  QType::BF16,
                                   QType::Q8_0, QType::Q8_1, QType::Q8_K};
 
@@ -184,7 +185,8 @@ TEST(QuantTypes, TableMatchesGgml) {
   EXPECT_EQ((uint32_t)QType::HQ4_64, 51u);
   EXPECT_EQ((uint32_t)QType::S3_32, 52u);
   EXPECT_EQ((uint32_t)QType::HQ3_32, 53u);
-  for (uint32_t id : {4u, 5u, 16u, 17u, 21u, 23u, 31u, 39u, 47u, 54u, 63u, 64u, 1000u})
+  EXPECT_EQ((uint32_t)QType::S3_16, 54u);
+  for (uint32_t id : {4u, 5u, 16u, 17u, 21u, 23u, 31u, 39u, 47u, 55u, 63u, 64u, 1000u})
     EXPECT_EQ(qtype_info(id), nullptr) << id;
   EXPECT_STREQ(qtype_name(17), "type 17");
   EXPECT_EQ(row_bytes(QType::Q4_K, 1536), 6u * 144u);

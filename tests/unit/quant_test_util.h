@@ -16,7 +16,7 @@ inline std::vector<int> fp16_fields(QType t) {
     case QType::Q4_0: case QType::Q5_0: case QType::Q8_0: case QType::IQ4_NL: return {0};
     case QType::Q4_1: case QType::Q5_1: case QType::Q4_K: case QType::Q5_K: return {0, 2};
     case QType::HQ2_64: case QType::HQ3_64: case QType::HQ3_128: case QType::HQ4_64: return {0, 2};  // d, z
-    case QType::S3_32: case QType::HQ3_32: return {0};  // HQ3_32: D (sc, zc are byte codes)
+    case QType::S3_32: case QType::HQ3_32: case QType::S3_16: return {0};  // HQ3_32, S3_16: D (codes are bytes)
     case QType::Q2_K: return {80, 82};
     case QType::Q3_K: return {108};
     case QType::Q6_K: return {208};

@@ -11,7 +11,8 @@
 // - HQ formats (w = (q − z)·d, groups of 64·m): per Q8_0 block j of the group, 8 int32 lanes of
 //   Σ q·a scaled by dx_j into a float vector bs; per token the same for Σ a gives bz; then
 //   acc += d·(bs − z·bz), lane-wise the reference's per-block formula. HQ3_32 has a scale and
-//   zero per Q8_0 block, so acc is updated per Q8_0 block instead of per weight block.
+//   zero per Q8_0 block, so acc is updated per Q8_0 block instead of per weight block; S3_16 the
+//   same with z = 4 and [d_2j ×4 | d_2j+1 ×4] for Q8_0 block j.
 // - S3_32 (w = (q − 4)·d): Σ (q − 4)·a as madd(maddubs(q, a) − maddubs(4, a)), the second term
 //   once per token; acc += (d·dx)·isum per lane.
 //
@@ -111,6 +112,25 @@ struct GroupScales {
   __m256 unit_z(int g) const { return _mm256_set1_ps(z[g]); }
 };
 
+// S3_16: group g's d = D·(c_g − 16), z = 4 (symmetric), the reference's float operations (the
+// product is exact). Unit j is Q8_0 block j: its lanes 0..3 group 2j, 4..7 group 2j + 1.
+struct S3_16Scales {
+  static constexpr int kUnits = 8;
+  float d[16];
+  static const float* table() { return nullptr; }
+  static S3_16Scales load(const BlockS3_16& x, const float*) {
+    S3_16Scales s;
+    const float D = _cvtsh_ss(x.d);
+    for (int g = 0; g < 16; g++) {
+      const int c = ((x.sl[g & 7] >> (4 * (g >> 3))) & 15) | (((x.sh[g >> 3] >> (g & 7)) & 1) << 4);
+      s.d[g] = D * (float)(c - 16);
+    }
+    return s;
+  }
+  __m256 unit_d(int j) const { return _mm256_set_m128(_mm_set1_ps(d[2 * j + 1]), _mm_set1_ps(d[2 * j])); }
+  __m256 unit_z(int) const { return _mm256_set1_ps(4.0f); }
+};
+
 struct HQ2_64Fmt {
   using W = BlockHQ2_64;
   using Scales = BlockScales<W>;
@@ -133,6 +153,12 @@ struct HQ3_32Fmt {
   using W = BlockHQ3_32;
   using Scales = GroupScales;
   static constexpr int kChunks = 2;
+  static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct S3_16Fmt {
+  using W = BlockS3_16;
+  using Scales = S3_16Scales;
+  static constexpr int kChunks = 4;
   static Chunk codes(const W& x, int k) { return codes3(x.c[k]); }
 };
 struct HQ4_64Fmt {
@@ -274,6 +300,7 @@ void register_hq_kernels_avx2(DotTable& t) {
   tiled(QType::HQ4_64, gemm_dot<HQTile<HQ4_64Fmt>>, gemm_tile<HQTile<HQ4_64Fmt>, 4, 4, 1>);
   tiled(QType::S3_32, gemm_dot<S3Tile>, gemm_tile<S3Tile, 4, 4, 1>);
   tiled(QType::HQ3_32, gemm_dot<HQTile<HQ3_32Fmt>>, gemm_tile<HQTile<HQ3_32Fmt>, 4, 4, 1>);
+  tiled(QType::S3_16, gemm_dot<HQTile<S3_16Fmt>>, gemm_tile<HQTile<S3_16Fmt>, 4, 4, 1>);
 }
 
 }  // namespace stepq

@@ -14,7 +14,8 @@
 //   is per lane what the reference computes per block); then acc += d·(bs − z·bz). The sum of
 //   the lanes at the end is vec_dot_ref's value up to float rounding. HQ3_32 has a scale and
 //   zero per 32 values, i.e. per half chunk: d and z become [d_2k ×8 | d_2k+1 ×8] vectors and
-//   acc is updated per chunk instead of per block.
+//   acc is updated per chunk instead of per block. S3_16 (symmetric, a scale per 16 values) is
+//   the same with z = 4 and [d_4k ×4 | d_4k+1 ×4 | d_4k+2 ×4 | d_4k+3 ×4] per chunk k.
 // - S3_32 (w = (q − 4)·d, blocks of 32): two blocks per vector, Σ (q − 4)·a as
 //   dpbusd(−4·Σa, q, a) with −4·Σa once per token; acc += (d·dx)·isum per lane.
 //
@@ -106,6 +107,32 @@ struct GroupScales {
   }
 };
 
+// S3_16: group g's d = D·(c_g − 16), z = 4 (symmetric), the reference's float operations (the
+// product is exact). Unit k is chunk k; lane j of its vectors belongs to group 4k + j/4 (a 16-value
+// group is 4 dpbusd lanes).
+struct S3_16Scales {
+  static constexpr int kUnits = 4;
+  __m512 d;  // groups 0..15
+  static const float* table() { return nullptr; }
+  STEPQ_ALWAYS_INLINE static S3_16Scales load(const BlockS3_16& x, const float*) {
+    uint64_t sl;
+    uint16_t sh;
+    std::memcpy(&sl, x.sl, 8);
+    std::memcpy(&sh, x.sh, 2);
+    const uint64_t m = 0x0F0F0F0F0F0F0F0Full;
+    const __m512i lo4 = _mm512_cvtepu8_epi32(_mm_set_epi64x((long long)((sl >> 4) & m), (long long)(sl & m)));
+    const __m512i c = _mm512_mask_add_epi32(lo4, (__mmask16)sh, lo4, _mm512_set1_epi32(16));
+    const __m512 sf = _mm512_cvtepi32_ps(_mm512_sub_epi32(c, _mm512_set1_epi32(16)));
+    return {_mm512_mul_ps(h2f_x16(x.d), sf)};
+  }
+  STEPQ_ALWAYS_INLINE void unit(int k, __m512& du, __m512& zu) const {
+    const __m512i idx = _mm512_add_epi32(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                                         _mm512_set1_epi32(4 * k));
+    du = _mm512_permutexvar_ps(idx, d);
+    zu = _mm512_set1_ps(4.0f);
+  }
+};
+
 struct HQ2_64Fmt {
   using W = BlockHQ2_64;
   using Scales = BlockScales<W>;
@@ -128,6 +155,12 @@ struct HQ3_32Fmt {
   using W = BlockHQ3_32;
   using Scales = GroupScales;
   static constexpr int kChunks = 2;
+  static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
+};
+struct S3_16Fmt {
+  using W = BlockS3_16;
+  using Scales = S3_16Scales;
+  static constexpr int kChunks = 4;
   static __m512i codes(const W& x, int k) { return codes3(x.c[k]); }
 };
 struct HQ4_64Fmt {
@@ -380,6 +413,7 @@ void register_hq_kernels_avx512(DotTable& t) {
   tiled(QType::HQ4_64, gemm_dot<HQTile<HQ4_64Fmt>>, gemm_tile<HQTile<HQ4_64Fmt>, 4, 4, 2>);
   tiled(QType::S3_32, gemm_dot<S3Tile>, gemm_tile<S3Tile, 4, 4, 1>);
   tiled(QType::HQ3_32, gemm_dot<HQTile<HQ3_32Fmt>>, gemm_tile<HQTile<HQ3_32Fmt>, 4, 4, 2>);
+  tiled(QType::S3_16, gemm_dot<HQTile<S3_16Fmt>>, gemm_tile<HQTile<S3_16Fmt>, 4, 4, 2>);
 }
 
 }  // namespace stepq

@@ -55,12 +55,18 @@ struct BlockHQ4_64 { uint16_t d, z; uint8_t qs[32]; };
 // scale), z_g = zc[g]/16 − 4 (exact in float). Group g is half g % 2 of chunk g / 2, so a
 // 64-value chunk pairs with two Q8_0 activation blocks exactly as in HQ3_128.
 struct BlockHQ3_32 { uint16_t D; uint8_t sc[4]; uint8_t zc[4]; HQ3Chunk c[2]; };
+// S3_16: 256 values in 16 groups of 16, symmetric (llama.cpp's Q3_K parametrisation with 5-bit
+// group scales): w = (q − 4)·d_g, d_g = fp16(d)·(c_g − 16), c_g ∈ 0..31 the group's scale code:
+// its low 4 bits are nibble g / 8 of sl[g % 8] (low nibble for groups 0..7), its 5th bit is bit g
+// of sh read as a little-endian uint16. Codes in four HQ3 chunks (chunk k: values 64k .. 64k+63).
+// 108 bytes: 3.375 bits per weight.
+struct BlockS3_16 { uint16_t d; uint8_t sl[8]; uint8_t sh[2]; HQ3Chunk c[4]; };
 // S3_32: value i of 32 is ((ql[i % 8] >> 2·(i / 8)) & 3) | (bit i of qh as a LE uint32) << 2.
 struct BlockS3_32 { uint16_t d; uint8_t ql[8]; uint8_t qh[4]; };
 
 static_assert(sizeof(HQ3Chunk) == 24 && sizeof(BlockHQ2_64) == 20 && sizeof(BlockHQ3_64) == 28 &&
               sizeof(BlockHQ3_128) == 52 && sizeof(BlockHQ4_64) == 36 && sizeof(BlockS3_32) == 14 &&
-              sizeof(BlockHQ3_32) == 58);
+              sizeof(BlockHQ3_32) == 58 && sizeof(BlockS3_16) == 108);
 
 // IQ4_NL's non-linear code book (kvalues_iq4nl in ggml-common.h).
 constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,

@@ -58,6 +58,7 @@ constexpr TypeTable make_type_table() {
   t.set(QType::HQ4_64, "HQ4_64", 64, 36, true, QType::Q8_0);
   t.set(QType::S3_32, "S3_32", 32, 14, true, QType::Q8_0);
   t.set(QType::HQ3_32, "HQ3_32", 128, 58, true, QType::Q8_0);
+  t.set(QType::S3_16, "S3_16", 256, 108, true, QType::Q8_0);
   return t;
 }
 
@@ -260,6 +261,7 @@ inline int hq_code(const BlockHQ3_64& b, int i) { return hq3_code(b.c[0], i); }
 inline int hq_code(const BlockHQ3_128& b, int i) { return hq3_code(b.c[i >> 6], i & 63); }
 inline int hq_code(const BlockHQ4_64& b, int i) { return (b.qs[i & 31] >> (4 * (i >> 5))) & 15; }
 inline int hq_code(const BlockHQ3_32& b, int i) { return hq3_code(b.c[i >> 6], i & 63); }
+inline int hq_code(const BlockS3_16& b, int i) { return hq3_code(b.c[i >> 6], i & 63); }
 inline int s3_code(const BlockS3_32& b, int i) {
   return ((b.ql[i & 7] >> (2 * (i >> 3))) & 3) | (((b.qh[i >> 3] >> (i & 7)) & 1) << 2);
 }
@@ -282,6 +284,20 @@ void dequant_hq3_32(const BlockHQ3_32* b, float* y) {
   for (int g = 0; g < 4; g++) {
     const float d = hq3_32_d(*b, g), z = hq3_32_z(*b, g);
     for (int l = 0; l < kQK; l++) y[kQK * g + l] = ((float)hq_code(*b, kQK * g + l) - z) * d;
+  }
+}
+
+// S3_16: (float(q) − 4)·d_g per group of 16, d_g = D·(c_g − 16) (exact: an fp16 times a small
+// integer).
+inline int s3_16_scale_code(const BlockS3_16& b, int g) {
+  return ((b.sl[g & 7] >> (4 * (g >> 3))) & 15) | (((b.sh[g >> 3] >> (g & 7)) & 1) << 4);
+}
+inline float s3_16_d(const BlockS3_16& b, int g) { return h2f(b.d) * (float)(s3_16_scale_code(b, g) - 16); }
+
+void dequant_s3_16(const BlockS3_16* b, float* y) {
+  for (int g = 0; g < 16; g++) {
+    const float d = s3_16_d(*b, g);
+    for (int l = 0; l < 16; l++) y[16 * g + l] = ((float)hq_code(*b, 16 * g + l) - 4.0f) * d;
   }
 }
 
@@ -331,6 +347,7 @@ void dequantize_row(QType t, const void* src, float* dst, int64_t n) {
     case QType::HQ4_64: return dequant_blocks<BlockHQ4_64, dequant_hq<BlockHQ4_64>>(src, dst, nb, 64);
     case QType::S3_32: return dequant_blocks<BlockS3_32, dequant_s3_32>(src, dst, nb, kQK);
     case QType::HQ3_32: return dequant_blocks<BlockHQ3_32, dequant_hq3_32>(src, dst, nb, 128);
+    case QType::S3_16: return dequant_blocks<BlockS3_16, dequant_s3_16>(src, dst, nb, 256);
   }
   fail("dequantize_row: no dequantizer for {}", qtype_name((uint32_t)t));
 }
@@ -692,6 +709,29 @@ float ref_dot_hq3_32(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
+// S3_16 against Q8_0: per group g of 16 (half an activation block), the HQ formula with z = 4:
+//   sum += d_g·(dx·(float)sqa − 4·(dx·(float)sa))
+float ref_dot_s3_16(int64_t n, const void* w, const void* a) {
+  const BlockS3_16* x = (const BlockS3_16*)w;
+  const BlockQ8_0* y = (const BlockQ8_0*)a;
+  float sum = 0;
+  for (int64_t i = 0; i < n / 256; i++) {
+    for (int g = 0; g < 16; g++) {
+      const BlockQ8_0& yg = y[8 * i + g / 2];
+      int sqa = 0, sa = 0;
+      for (int l = 0; l < 16; l++) {
+        const int e = 16 * (g & 1) + l;
+        sqa += hq_code(x[i], 16 * g + l) * yg.qs[e];
+        sa += yg.qs[e];
+      }
+      const float dx = h2f(yg.d);
+      const float bs = dx * (float)sqa, bz = dx * (float)sa;
+      sum += s3_16_d(x[i], g) * (bs - 4.0f * bz);
+    }
+  }
+  return sum;
+}
+
 // S3_32 against Q8_0, per block: sum += d·dx·(float)Σ (q_i − 4)·a_i.
 float ref_dot_s3_32(int64_t n, const void* w, const void* a) {
   const BlockS3_32* x = (const BlockS3_32*)w;
@@ -728,6 +768,7 @@ DotTable make_scalar_table() {
   dot(QType::HQ4_64, ref_dot_hq<BlockHQ4_64>);
   dot(QType::S3_32, ref_dot_s3_32);
   dot(QType::HQ3_32, ref_dot_hq3_32);
+  dot(QType::S3_16, ref_dot_s3_16);
   auto quant = [&](QType q, QuantizeRowFn f) { t.quantize_row[(uint32_t)q] = f; };
   quant(QType::F32, quantize_f32);
   quant(QType::F16, quantize_f16);
@@ -875,6 +916,7 @@ void hq_pack_row(QType t, const uint8_t* codes, const float* d, const float* z, 
     case QType::HQ3_64: case QType::HQ3_128: bits = 3; break;
     case QType::HQ4_64: bits = 4; break;
     case QType::HQ3_32: fail("hq_pack_row: HQ3_32 codes its group scales and zeros; use hq3_32_pack_row");
+    case QType::S3_16: fail("hq_pack_row: S3_16 codes its group scales; use s3_16_pack_row");
     default: fail("hq_pack_row: {} is not an HQ format", qtype_name((uint32_t)t));
   }
   const int64_t nb = checked_blocks(t, n, "hq_pack_row");
@@ -902,6 +944,26 @@ void hq3_32_pack_row(const uint8_t* codes, const uint8_t* sc, const uint8_t* zc,
     std::memcpy(blk.sc, sc + 4 * i, 4);
     std::memcpy(blk.zc, zc + 4 * i, 4);
     pack_hq3_chunks(codes + 128 * i, 128, blk.c);
+  }
+}
+
+void s3_16_pack_row(const uint8_t* codes, const uint8_t* sc, const uint16_t* D, int64_t n, void* dst) {
+  const int64_t nb = checked_blocks(QType::S3_16, n, "s3_16_pack_row");
+  for (int64_t i = 0; i < n; i++)
+    if (codes[i] >> 3) fail("s3_16_pack_row: code {} of element {} does not fit S3_16 (3 bits)", codes[i], i);
+  for (int64_t g = 0; g < n / 16; g++)
+    if (sc[g] >> 5) fail("s3_16_pack_row: scale code {} of group {} does not fit S3_16 (5 bits)", sc[g], g);
+  BlockS3_16* b = (BlockS3_16*)dst;
+  for (int64_t i = 0; i < nb; i++) {
+    BlockS3_16& blk = b[i];
+    std::memset(&blk, 0, sizeof blk);
+    blk.d = D[i];
+    const uint8_t* s = sc + 16 * i;
+    for (int g = 0; g < 16; g++) {
+      blk.sl[g & 7] |= (uint8_t)((s[g] & 15) << (4 * (g >> 3)));
+      blk.sh[g >> 3] |= (uint8_t)((s[g] >> 4) << (g & 7));
+    }
+    pack_hq3_chunks(codes + 256 * i, 256, blk.c);
   }
 }
 

@@ -13,7 +13,7 @@ namespace stepq {
 enum class QType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
   Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, IQ4_NL = 20, BF16 = 30,
-  HQ2_64 = 48, HQ3_64 = 49, HQ3_128 = 50, HQ4_64 = 51, S3_32 = 52, HQ3_32 = 53,
+  HQ2_64 = 48, HQ3_64 = 49, HQ3_128 = 50, HQ4_64 = 51, S3_32 = 52, HQ3_32 = 53, S3_16 = 54,
 };
 constexpr uint32_t kQTypeIdLimit = 64;  // ids >= this are never valid
 
@@ -72,6 +72,11 @@ inline float hq3_32_scale(uint8_t c) { return hq3_32_scale_table()[c]; }
 // (codes[i] − (zc[g]/16 − 4))·(fp16(D[g/4])·hq3_32_scale(sc[g])).
 void hq3_32_pack_row(const uint8_t* codes, const uint8_t* sc, const uint8_t* zc, const uint16_t* D, int64_t n,
                      void* dst);
+
+// Packs one S3_16 row of n weights (n % 256 == 0): codes (n, each < 8, else Error), sc (n/16
+// group scale codes, each < 32, else Error), D (n/256 fp16 bits). Group g dequantizes to
+// (codes[i] − 4)·(fp16(D[g/16])·(sc[g] − 16)).
+void s3_16_pack_row(const uint8_t* codes, const uint8_t* sc, const uint16_t* D, int64_t n, void* dst);
 
 // Weight quantizer (round to nearest on a per-block absmax grid, llama.cpp's reference rules)
 // for F16, Q4_0, Q8_0 and S3_32; Error for other types. n is a multiple of the block size.
