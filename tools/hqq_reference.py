@@ -174,8 +174,10 @@ def quantize_sym16(W, refine=True):
     x * sum(w l^2) / sum(w l x) with weights w = x^2, kept when the weighted error falls; the
     scale is then sum(w l x) / sum(w l^2)); per super-block D = fp16(1 / (-16 / m)) with m the
     signed scale of largest magnitude, scale codes c = clip(rint(-16 / m * s), -16, 15) + 16, and
-    codes clip(rint(x / (D (c - 16))), -4, 3) + 4. float32 throughout, sums accumulated in
-    element order as the C++ does. W (..., cols), cols a multiple of 256.
+    codes clip(rint(x / (D (c - 16))), -4, 3) + 4; with `refine`, c - 1 or c + 1 (in range) replaces
+    c when its codes give a lower sum of x^2 (x - code * scale)^2 (ties keep c, then c - 1).
+    float32 throughout, sums accumulated in element order as the C++ does. W (..., cols), cols a
+    multiple of 256.
     Returns (codes uint8 W.shape, sc uint8 (..., cols // 16), D float16 (..., cols // 256),
     dequantized float32)."""
     W = np.asarray(W, dtype=np.float32)
@@ -229,10 +231,29 @@ def quantize_sym16(W, refine=True):
     bl = sa > 0
     isc = np.where(bl, f(-16) / np.where(bl, sm, f(1)), f(0)).astype(f)
     D = np.where(bl, f(1) / np.where(bl, isc, f(1)), f(0)).astype(np.float16)
-    l = np.clip(np.rint(isc[:, None] * S), -16, 15).astype(f)
-    d = (D.astype(f)[:, None] * l).reshape(-1)
-    nz = d != 0
-    q = np.where(nz[:, None], np.clip(np.rint(G / np.where(nz, d, f(1))[:, None]), -4, 3), f(0)).astype(f)
+    l = np.clip(np.rint(isc[:, None] * S), -16, 15).astype(f).reshape(-1)
+    Dg = np.repeat(D.astype(f), 16)
+
+    def codes_for(lc):
+        d = (Dg * lc).astype(f)
+        nz = d != 0
+        q = np.where(nz[:, None], np.clip(np.rint(G / np.where(nz, d, f(1))[:, None]), -4, 3), f(0)).astype(f)
+        err = np.zeros(n, f)
+        for i in range(16):
+            r = (G[:, i] - q[:, i] * d).astype(f)
+            err = (err + (G[:, i] * G[:, i]) * (r * r)).astype(f)
+        return q, err
+
+    q, best = codes_for(l)
+    if refine:
+        l0 = l.copy()
+        for t in (l0 - 1, l0 + 1):
+            qt, et = codes_for(t)
+            m = (t >= -16) & (t <= 15) & (et < best)
+            q = np.where(m[:, None], qt, q)
+            best = np.where(m, et, best)
+            l = np.where(m, t, l)
+    d = (Dg * l).astype(f)
     deq = ((q + 4 - f(4)) * d[:, None]).astype(f)
     return ((q + 4).astype(np.uint8).reshape(W.shape), (l + 16).astype(np.uint8).reshape(*lead, cols // 16),
             D.reshape(*lead, cols // 256), deq.reshape(W.shape))

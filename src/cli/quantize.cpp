@@ -26,6 +26,7 @@ namespace {
 struct QuantizeArgs {
   std::string model, out, method = "milo", policy = "dense-sparse", tensors, moe_stats, embeddings = "keep";
   std::string fit = "hqq";
+  std::string rank_width = "model";
   std::string hq4;  // regex: tensors stored with 4-bit HQ4_64 weights instead of the base type
   int bits = 3, group = 0, iters = 8, dense_rank = 1024, sparse_rank = 32, ffn_rank = 0, kurtosis_shift = 2;
   int compensator_bits = 3;
@@ -155,12 +156,19 @@ void do_quantize(const QuantizeArgs& args) {
   rp.multiple = qtype_info(comp_type).block_size == 1 ? 8 : qtype_info(comp_type).block_size;
   if (rp.policy == RankPolicy::Frequency && a.moe_stats.empty())
     fail("--rank-policy frequency needs --moe-stats FILE (from: stepq moe-stats -m MODEL -f TEXT --json)");
+  if (a.rank_width != "tensor" && a.rank_width != "model")
+    fail("--rank-width must be tensor or model, got '{}'", a.rank_width);
   const std::optional<std::regex> only = name_regex("--tensors", a.tensors);
   const std::optional<std::regex> hq4 = name_regex("--hq4", a.hq4);
   const std::optional<QType> emb_type = embeddings_type(a.embeddings);
   auto src = QuantSource::open(a.model);
   for (const std::string& note : src->notes()) std::fprintf(stderr, "stepq quantize: %s\n", note.c_str());
   ThreadPool pool(a.threads);
+  if (a.rank_width == "model")
+    // The hidden size: every linear weight of a block has it on one side, so it is the largest
+    // min(rows, cols) among them (counted over all of them, whatever --tensors selects).
+    for (const SourceTensor& t : src->tensors())
+      if (t.role != LinearRole::None) rp.width = std::max(rp.width, std::min(t.ne[0], t.ne[1]));
   const auto routing = a.moe_stats.empty() ? std::vector<std::vector<double>>{} : read_routing(a.moe_stats);
 
   // What to quantize: every matching linear weight (experts one by one).
@@ -279,6 +287,7 @@ void do_quantize(const QuantizeArgs& args) {
     w.add_kv("stepq.quantize.embeddings", GgufValue{GgufType::STRING, std::string(qtype_name((uint32_t)*emb_type))});
   if (milo) {
     w.add_kv("stepq.quantize.rank_policy", GgufValue{GgufType::STRING, std::string(rank_policy_name(rp.policy))});
+    w.add_kv("stepq.quantize.rank_width", GgufValue{GgufType::U32, rp.width});
     w.add_kv("stepq.quantize.compensator_type",
              GgufValue{GgufType::STRING, std::string(qtype_name((uint32_t)comp_type))});
   }
@@ -441,6 +450,10 @@ void add_quantize(CLI::App& app) {
   c->add_option("--dense-rank", a->dense_rank,
                 "MiLo: rank of attention and shared-expert compensators at width 4096 (scaled by width)")
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  c->add_option("--rank-width", a->rank_width,
+                "MiLo: the width ranks are scaled by: model (the hidden size, for every weight: grouped-query K and V "
+                "get the rank Q and O get; measured better on every model) or tensor (each weight's min(rows, cols))")
+      ->capture_default_str();
   c->add_option("--sparse-rank", a->sparse_rank, "MiLo: rank of routed-expert compensators at width 4096")
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   c->add_option("--ffn-rank", a->ffn_rank,

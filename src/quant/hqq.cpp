@@ -89,7 +89,8 @@ float sym_group_scale(const float* x, int n, int nmax, bool refine) {
 }
 
 // S3_16 (HqqParams::symmetric): per super-block of kSymBlock weights, the group scales, their
-// 5-bit codes against D, then the codes for the stored scales.
+// 5-bit codes against D (refining: the nearest code or a neighbour, by the group's weighted
+// error), then the codes for the stored scales.
 GroupQuant sym_quantize(const float* W, int64_t rows, int64_t cols, const HqqParams& p, ThreadPool& pool) {
   if (p.bits != 3 || p.group != 16) fail("hqq: symmetric codes are 3 bits with groups of 16 (S3_16)");
   if (cols % kSymBlock != 0) fail("hqq: S3_16 needs rows that are a multiple of {}, got {}", kSymBlock, cols);
@@ -117,16 +118,36 @@ GroupQuant sym_quantize(const float* W, int64_t rows, int64_t cols, const HqqPar
       const float D = fp16_to_fp32(q.D[b]);
       double e = 0;
       for (int g = 0; g < gpb; g++) {
-        const int l = std::clamp((int)std::nearbyint(iscale * s[g]), -half, half - 1);
+        // The scale code nearest the fitted scale, or (refining) its neighbour when the group's
+        // codes for that scale have the lower error weighted by x² (as the scale's own fit is).
+        const int l0 = std::clamp((int)std::nearbyint(iscale * s[g]), -half, half - 1);
+        const float* xg = x + g * G;
+        auto codes_for = [&](int l, int* c) {
+          const float d = D * (float)l;
+          float err = 0;
+          for (int i = 0; i < G; i++) {
+            c[i] = d != 0.0f ? std::clamp((int)std::nearbyint(xg[i] / d), -nmax, nmax - 1) : 0;
+            const float r = xg[i] - (float)c[i] * d;
+            err += xg[i] * xg[i] * (r * r);
+          }
+          return err;
+        };
+        int best[G], cand[G];
+        int l = l0;
+        float best_err = codes_for(l0, best);
+        if (refine)
+          for (int t : {l0 - 1, l0 + 1}) {
+            if (t < -half || t > half - 1) continue;
+            const float err = codes_for(t, cand);
+            if (err < best_err) best_err = err, l = t, std::copy(cand, cand + G, best);
+          }
         const int64_t gi = b * gpb + g;
         q.sc[gi] = (uint8_t)(l + half);
         const float d = D * (float)l;
         q.d[gi] = d;
         for (int i = 0; i < G; i++) {
-          const float w = x[g * G + i];
-          const int c = d != 0.0f ? std::clamp((int)std::nearbyint(w / d), -nmax, nmax - 1) : 0;
-          q.codes[(size_t)(gi * G + i)] = (uint8_t)(c + nmax);
-          e += std::fabs(w - (float)c * d);
+          q.codes[(size_t)(gi * G + i)] = (uint8_t)(best[i] + nmax);
+          e += std::fabs(xg[i] - (float)best[i] * d);
         }
       }
       err[b] = e;

@@ -61,9 +61,10 @@ int round_rank(double r, int multiple, int64_t limit) {
 }  // namespace
 
 namespace {
-// The policy's rank before rounding: at width 4096, scaled by this weight's width.
+// The policy's rank before rounding: at width 4096, scaled by RankParams::width (or this
+// weight's own width).
 double policy_rank_raw(const QuantItem& it, const RankParams& p) {
-  const double width = (double)std::min(it.rows, it.cols) / 4096.0;
+  const double width = (double)(p.width > 0 ? p.width : std::min(it.rows, it.cols)) / 4096.0;
   double r = 0;
   switch (p.policy) {
     case RankPolicy::Uniform: r = p.dense_rank; break;

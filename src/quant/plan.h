@@ -45,6 +45,10 @@ struct RankParams {
   int ffn_rank = 0;
   int kurtosis_shift = 2;  // s in 2^(round(kurtosis) + s)
   int multiple = 32;       // ranks are rounded to a multiple of this (the compensator's block size)
+  // The width ranks are scaled by (rank × width / 4096). 0: each weight's own, min(rows, cols).
+  // > 0: one width for every weight (the model's hidden size), so narrow weights (grouped-query
+  // K and V: 256 × 1536 in Qwen2.5-1.5B) get the rank wide ones get, up to what they can use.
+  int64_t width = 0;
 };
 
 // The rank the policy gives an item, width-scaled, times `scale` (the budget's factor), rounded to

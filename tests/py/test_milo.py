@@ -73,6 +73,14 @@ with tempfile.TemporaryDirectory() as tmp:
         check(len(qt) == len(us) + len(vs) and set(qt.values()) == {"S3_32"},
               f"every U/V is S3_32 by its stepq.qtype key ({set(qt.values())})")
         check(field_value(keys["stepq.quantize.method"])[0] == "milo", "stepq.quantize.method = milo")
+        # --rank-width model (the default): ranks scaled by the hidden size (576) for every weight, so
+        # grouped-query K (192 x 576) gets as much rank as Q (576 x 576); by each weight's own width
+        # it would get a third. U is rows x rank in S3_32: 14 bytes per 32 of rank (gguf lists bytes).
+        rank = {n: int(names[n].shape[0]) * 32 // 14 for n in us}
+        rq = sum(r for n, r in rank.items() if ".attn_q." in n)
+        rk = sum(r for n, r in rank.items() if ".attn_k." in n)
+        check(field_value(keys["stepq.quantize.rank_width"])[0] == 576 and rq > 0 and 0.8 * rq <= rk <= 1.25 * rq,
+              f"rank width 576: attn_k's ranks (sum {rk}) equal attn_q's (sum {rq})")
         # bits in the file = the summary's: linear weights' bytes (with U, V) over their weights
         lin = re.compile(r"blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.")
         nbytes = sum(int(t.n_bytes) for n, t in names.items() if lin.match(n))
