@@ -350,7 +350,7 @@ with tempfile.TemporaryDirectory() as tmp:
         compare("random --hq4", "blk.0.attn_k.weight", source_f32(tensors_of(rsrc)["blk.0.attn_k.weight"]), "hqq", 4, 64,
                 hq.read_stepq_tensor(ro, "blk.0.attn_k.weight"))
     for bad, why in [(["--fit", "lsq"], "--fit must be"), (["--method", "rtn", "--fit", "mse"], "rtn has no fit"),
-                     (["--hq4", "("], "--hq4")]:
+                     (["--hq4", "("], "--hq4"), (["--rank-width", "hidden"], "--rank-width must be")]:
         o = os.path.join(tmp, "bad-fit.gguf")
         r = stepq("quantize", "-m", src, "-o", o, *bad)
         check(r.returncode == 1 and why in r.stderr and not os.path.exists(o), f"{' '.join(bad)}: refused ({why})", r)
