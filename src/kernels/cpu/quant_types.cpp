@@ -687,49 +687,39 @@ float ref_dot_hq(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
-// HQ3_32 against Q8_0: ref_dot_hq with groups of 32, i.e. per group g (one activation block)
+// Formats with a scale d_g and zero z_g per group of kGroup codes (kGroup ≤ 32, so a group lies
+// in one Q8_0 block) against Q8_0: ref_dot_hq's formula per group, i.e.
 //   sum += d_g·(dx·(float)sqa − z_g·(dx·(float)sa))
-float ref_dot_hq3_32(int64_t n, const void* w, const void* a) {
-  const BlockHQ3_32* x = (const BlockHQ3_32*)w;
+template <class Block, int kWeights, int kGroup, class DOf, class ZOf>
+float ref_dot_grouped(int64_t n, const void* w, const void* a, DOf d_of, ZOf z_of) {
+  static_assert(kQK % kGroup == 0 && kWeights % kQK == 0);
+  const Block* x = (const Block*)w;
   const BlockQ8_0* y = (const BlockQ8_0*)a;
   float sum = 0;
-  for (int64_t i = 0; i < n / 128; i++) {
-    for (int g = 0; g < 4; g++) {
-      const BlockQ8_0& yg = y[4 * i + g];
+  for (int64_t i = 0; i < n / kWeights; i++) {
+    for (int g = 0; g < kWeights / kGroup; g++) {
+      const BlockQ8_0& yg = y[(kWeights * i + kGroup * g) / kQK];
+      const int off = kGroup * g % kQK;
       int sqa = 0, sa = 0;
-      for (int l = 0; l < kQK; l++) {
-        sqa += hq_code(x[i], kQK * g + l) * yg.qs[l];
-        sa += yg.qs[l];
+      for (int l = 0; l < kGroup; l++) {
+        sqa += hq_code(x[i], kGroup * g + l) * yg.qs[off + l];
+        sa += yg.qs[off + l];
       }
       const float dx = h2f(yg.d);
       const float bs = dx * (float)sqa, bz = dx * (float)sa;
-      sum += hq3_32_d(x[i], g) * (bs - hq3_32_z(x[i], g) * bz);
+      sum += d_of(x[i], g) * (bs - z_of(x[i], g) * bz);
     }
   }
   return sum;
 }
 
-// S3_16 against Q8_0: per group g of 16 (half an activation block), the HQ formula with z = 4:
-//   sum += d_g·(dx·(float)sqa − 4·(dx·(float)sa))
+float ref_dot_hq3_32(int64_t n, const void* w, const void* a) {
+  return ref_dot_grouped<BlockHQ3_32, 128, 32>(n, w, a, hq3_32_d, hq3_32_z);
+}
+
+// S3_16: groups of 16 (half an activation block) with z = 4.
 float ref_dot_s3_16(int64_t n, const void* w, const void* a) {
-  const BlockS3_16* x = (const BlockS3_16*)w;
-  const BlockQ8_0* y = (const BlockQ8_0*)a;
-  float sum = 0;
-  for (int64_t i = 0; i < n / 256; i++) {
-    for (int g = 0; g < 16; g++) {
-      const BlockQ8_0& yg = y[8 * i + g / 2];
-      int sqa = 0, sa = 0;
-      for (int l = 0; l < 16; l++) {
-        const int e = 16 * (g & 1) + l;
-        sqa += hq_code(x[i], 16 * g + l) * yg.qs[e];
-        sa += yg.qs[e];
-      }
-      const float dx = h2f(yg.d);
-      const float bs = dx * (float)sqa, bz = dx * (float)sa;
-      sum += s3_16_d(x[i], g) * (bs - 4.0f * bz);
-    }
-  }
-  return sum;
+  return ref_dot_grouped<BlockS3_16, 256, 16>(n, w, a, s3_16_d, [](const BlockS3_16&, int) { return 4.0f; });
 }
 
 // S3_32 against Q8_0, per block: sum += d·dx·(float)Σ (q_i − 4)·a_i.
