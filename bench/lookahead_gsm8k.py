@@ -73,7 +73,7 @@ def cost_model(target, draft, threads):
 def run_eval(args, verifier):
     cmd = [STEPQ, "eval", args.bench, "-m", model_file(args.target), "--draft", model_file(args.draft), "--mode",
            args.modes, "--verifier", verifier, "-n", str(args.n), "--seed", str(args.seed), "--max-tokens",
-           str(args.max_tokens), "-t", str(args.threads), "--json"]
+           str(args.max_tokens), "-t", str(args.threads), "--json"] + (["--width", str(args.width)] if args.width > 1 else [])
     log(" ".join(cmd))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -89,7 +89,10 @@ def table(runs):
             kept = f"{la['kept_steps']}/{la['drafted_steps']}" if la else "–"
             gamma = f"{la.get('mean_depth', la['depth']):.2f}" if la else "–"
             per_round = f"{la['kept_steps'] / max(1, la['rounds']):.2f}" if la else "–"
-            rows.append(f"| {verifier if la else '–'} | {m['mode']} | {100 * m['accuracy']:.1f}% "
+            if la and la.get("width", 1) > 1:
+                kept += f" ({la['kept_alternatives']} not first)"
+            who = (f"{verifier}, width {la['width']}" if la.get("width", 1) > 1 else verifier) if la else "–"
+            rows.append(f"| {who} | {m['mode']} | {100 * m['accuracy']:.1f}% "
                         f"({m['correct']}/{m['n']}) | {m['tokens_per_s']:.2f} | {m.get('speedup_vs_ar', 1.0):.2f}x | "
                         f"{kept} | {gamma} | {per_round} |")
     return "\n".join(rows)
@@ -135,6 +138,7 @@ def main():
     ap.add_argument("--modes", default="ar,sd,lr,lr+sd")
     ap.add_argument("--verifiers", default="embed,exact", help="comma list: one eval run each")
     ap.add_argument("--max-tokens", type=int, default=512)
+    ap.add_argument("--width", type=int, default=1, help="drafted alternatives per step (stepq eval --width)")
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--from", dest="from_json", nargs="*", help="eval --json outputs to read instead of running")
     ap.add_argument("--no-costs", action="store_true", help="skip the stepq bench cost model")

@@ -61,11 +61,12 @@ ROWS = {
     "hqq3-g32": ["--method", "hqq", "--group", "32"],
     "mse3-g32": ["--method", "hqq", "--fit", "mse"],  # HQ3_32 with stepq's least-squares fit instead of HQQ's
     # The defaults: HQ3_32 base, 3.75 bits/weight, the compensator budget on attention (and shared
-    # experts); dense FFN layers get none (--ffn-rank 0); ranks scaled by the model's width.
+    # experts); dense FFN layers get none (--ffn-rank 0); ranks scaled by the model's width; routed
+    # experts on HQ3_128 (--expert-group 128).
     "milo3": ["--method", "milo"],
     # The defaults before --rank-width: ranks scaled by each weight's own min(rows, cols). The rows
     # below that name --rank-width tensor were measured before it existed, when that was the rule.
-    "milo3-tw": ["--method", "milo", "--rank-width", "tensor"],
+    "milo3-tw": ["--method", "milo", "--rank-width", "tensor", "--expert-group", "32"],
     # The defaults before --ffn-rank existed: dense FFN weights compensated as attention is.
     "milo3-all": ["--method", "milo", "--ffn-rank", "1024", "--rank-width", "tensor"],
     # milo3-all plus the token embeddings and output head as HQQ 4-bit (not counted in bits/weight)
@@ -78,12 +79,13 @@ ROWS = {
     # first and last FFN down projections), compensators on attention with the rest
     "milo3-mix": ["--method", "milo", "--rank-budget", "3.75", "--rank-width", "tensor", "--hq4",
                   r"blk\.\d+\.attn_v\.weight|blk\.([0-3]|2[5-7])\.ffn_down\.weight"],
-    "milo3-frequency": ["--method", "milo", "--rank-policy", "frequency", "--rank-width", "tensor"],
+    "milo3-frequency": ["--method", "milo", "--rank-policy", "frequency", "--rank-width", "tensor", "--expert-group", "32"],
     # routed experts' sparse rank as large as the dense one, so that the budget reaches them: equal
     # shares (dense-sparse) against shares scaled by routing counts (frequency)
-    "milo3-sparse1024": ["--method", "milo", "--sparse-rank", "1024", "--rank-width", "tensor"],
+    # (MoE rows measured before --expert-group existed, when the experts were on --group: 32)
+    "milo3-sparse1024": ["--method", "milo", "--sparse-rank", "1024", "--rank-width", "tensor", "--expert-group", "32"],
     "milo3-frequency-1024": ["--method", "milo", "--rank-policy", "frequency", "--sparse-rank", "1024",
-                             "--rank-width", "tensor"],
+                             "--rank-width", "tensor", "--expert-group", "32"],
     "milo3-g128": ["--method", "milo", "--group", "128", "--rank-budget", "3.5", "--ffn-rank", "1024",
                    "--rank-width", "tensor"],
     # llama.cpp Q3_K_S's size on Qwen 0.5B
@@ -95,10 +97,13 @@ ROWS = {
     # with the default 3.75
     "s3-g16": ["--method", "hqq", "--group", "16"],
     "milo3-g16": ["--method", "milo", "--group", "16", "--rank-budget", "3.4375"],
-    "milo3-g16-3.75": ["--method", "milo", "--group", "16"],
+    "milo3-g16-3.75": ["--method", "milo", "--group", "16", "--expert-group", "16"],
     # before --rank-width and the scale-code search (a build since replaced: not reproducible as is)
     "milo3-g16-tw": ["--method", "milo", "--group", "16", "--rank-budget", "3.4375", "--rank-width", "tensor"],
-    "milo3-sparse1024-mw": ["--method", "milo", "--sparse-rank", "1024"],
+    "milo3-sparse1024-mw": ["--method", "milo", "--sparse-rank", "1024", "--expert-group", "32"],
+    # MoE: routed experts on groups of 64 with fp16 scale and zero (the defaults put them on groups
+    # of 128), the bits saved going to the attention and shared-expert compensators
+    "milo3-eg64": ["--method", "milo", "--expert-group", "64"],
     "llama-q3_k_s": "Q3_K_S",
     # the same with the token embeddings and output head left F32, as stepq's rows leave them
     "llama-q3_k_s-f32head": "Q3_K_S:f32-head",

@@ -204,6 +204,7 @@ void add_stats(LookaheadStats& t, const LookaheadStats& s) {
   t.kept_steps += s.kept_steps;
   t.target_steps += s.target_steps;
   t.identical_steps += s.identical_steps;
+  t.kept_alternatives += s.kept_alternatives;
   t.ineligible_steps += s.ineligible_steps;
   t.early_rejections += s.early_rejections;
   t.depth_sum += s.depth_sum;
@@ -234,6 +235,8 @@ json lookahead_json(const ModeRun& m) {
   json kept_rate = json::array();
   for (int k : s.kept_at_depth) kept_rate.push_back(s.rounds ? (double)k / s.rounds : 0.0);
   return {{"depth", m.lo.depth},
+          {"width", m.lo.width},
+          {"kept_alternatives", s.kept_alternatives},
           {"adaptive_depth", m.lo.adaptive_depth},
           {"mean_depth", s.rounds ? (double)s.depth_sum / s.rounds : 0.0},
           {"token_spec", m.lo.token_spec == StepTokenSpec::kNone    ? "none"

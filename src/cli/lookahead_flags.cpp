@@ -35,7 +35,8 @@ void add_lookahead_flags(CLI::Option_group* l, LookaheadFlags& f) {
   l->add_flag("--fixed-depth", f.fixed_depth,
               "Always draft --depth steps (default: after a rejection at depth i draft i steps next, after a "
               "round that kept every step one more)");
-  l->add_option("--width", f.width, "Drafted alternatives per depth")->capture_default_str()->check(CLI::Range(1, 8));
+  l->add_option("--width", f.width,
+                "Drafted alternatives per step (a tree of width^1 + ... + width^depth steps a round)")->capture_default_str()->check(CLI::Range(1, 8));
   l->add_option("--verifier", f.verifier, "exact (normalized text), embed (MiniLM cosine) or judge (an LLM)")
       ->capture_default_str()
       ->check(CLI::IsMember({"exact", "embed", "judge"}));
@@ -52,10 +53,13 @@ void add_lookahead_flags(CLI::Option_group* l, LookaheadFlags& f) {
 }
 
 LookaheadOptions lookahead_options(const LookaheadFlags& f, StepTokenSpec spec, int k, int ngram_max) {
-  if (f.width != 1)
-    fail("--width {}: only one drafted alternative per depth (--width 1) is implemented so far", f.width);
   LookaheadOptions lo;
   lo.depth = f.depth;
+  lo.width = f.width;
+  if (lookahead_tree_steps(lo) > kMaxTreeSteps)
+    fail("--width {} --depth {} drafts {} steps a round (w + w^2 + ... + w^depth), more than {}: lower --width or "
+         "--depth",
+         lo.width, lo.depth, lookahead_tree_steps(lo), kMaxTreeSteps);
   lo.adaptive_depth = !f.fixed_depth;
   lo.steps.max_tokens = f.step_cap;
   lo.steps.boundary = unescape(f.boundary);
@@ -83,12 +87,16 @@ std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& 
   for (size_t i = 0; i < s.kept_at_depth.size(); i++)
     per_depth += fmt::format(" {}:{}/{}", i + 1, s.kept_at_depth[i], s.rounds);
   const StepVerifierStats& vs = v.stats();
+  const std::string width =
+      lo.width > 1 ? fmt::format(", width {}: {} kept steps were not their depth's first alternative", lo.width,
+                                 s.kept_alternatives)
+                   : std::string();
   std::string out = fmt::format(
       "{} rounds (depth {}{}, mean {:.2f}), verifier {}: drafted steps {}, kept {} ({:.1f}%; {} identical to the "
-      "target's, {} not eligible, {} rejected early); kept by depth (of rounds):{}\n",
+      "target's, {} not eligible, {} rejected early); kept by depth (of rounds):{}{}\n",
       s.rounds, lo.depth, lo.adaptive_depth ? " at most" : "", (double)s.depth_sum / std::max(1, s.rounds), v.name(),
       s.drafted_steps, s.kept_steps, 100.0 * s.kept_steps / std::max(1, s.drafted_steps), s.identical_steps,
-      s.ineligible_steps, s.early_rejections, per_depth);
+      s.ineligible_steps, s.early_rejections, per_depth, width);
   out += indent;
   out += fmt::format(
       "target forwards {}, draft forwards {}; verifier calls {} (model calls {}, {:.2f} s); draft {:.2f} s, target "

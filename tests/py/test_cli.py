@@ -122,7 +122,8 @@ check(r.returncode == 0 and r.stdout == r2.stdout, "sampled speculative output (
 
 # Lookahead Reasoning from the command line: greedy output is the plain one; flags checked.
 for extra, what in [([], "exact verifier"), (["--ngram", "--depth", "2", "--step-cap", "8"], "n-gram inside steps"),
-                    (["--verifier", "judge", "--step-boundary", "\\n"], "judge verifier, newline steps")]:
+                    (["--verifier", "judge", "--step-boundary", "\\n"], "judge verifier, newline steps"),
+                    (["--width", "2", "--depth", "3", "--step-cap", "12"], "a tree of width 2")]:
     r = stepq("run", "-m", SMOL, "-p", code, "-n", "40", "--temp", "0", "--draft", SMOL, "--lookahead", *extra)
     check(r.returncode == 0 and r.stdout == plain.stdout and "kept by depth" in r.stderr,
           f"lookahead ({what}): same text as plain greedy, statistics printed", r)
@@ -132,5 +133,8 @@ r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead", "--draft", GEMMA)
 check(r.returncode != 0 and "vocabulary" in r.stderr, "--lookahead with another vocabulary: clear error", r)
 r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead", "--draft", SMOL, "--verifier", "oracle")
 check(r.returncode != 0 and "verifier" in r.stderr, "unknown --verifier is refused", r)
+r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead", "--draft", SMOL, "--width", "4", "--depth", "3")
+check(r.returncode != 0 and "--width 4" in r.stderr and "84 steps" in r.stderr,
+      "a tree of more than 64 drafted steps a round is refused, with its size", r)
 
 finish("CLI")

@@ -10,9 +10,11 @@ shown to help where it counts, in the model's next-token distributions.
 (b) A generated qwen2moe model (8 experts, shared expert): `stepq moe-stats --json`, then MiLo
     with the frequency policy: every routed expert gets its own compensators (milo_u.<e> /
     milo_v.<e>) with ranks ordered as its routing counts, the model runs, and its KL to the source
-    is below HQQ's.
+    is below HQQ's. MiLo's default puts the routed experts on HQ3_128 and the rest on HQ3_32;
+    --expert-group sets their group.
 (c) Bad input: a policy name, --compensator-bits 5, frequency without --moe-stats, a budget at or
-    below the base's bits, a --tensors regex that matches nothing: exit 1 with a message.
+    below the base's bits, a --tensors regex that matches nothing: exit 1 with a message; negative
+    ranks and an --expert-group that is no group size are refused by the option parser.
 """
 import json
 import os
@@ -122,7 +124,7 @@ with tempfile.TemporaryDirectory() as tmp:
         mh, mm = os.path.join(tmp, "moe-hqq.gguf"), os.path.join(tmp, "moe-milo.gguf")
         quantize(msrc, mh, "--method", "hqq")
         quantize(msrc, mm, "--method", "milo", "--rank-policy", "frequency", "--moe-stats", stats,
-                 "--sparse-rank", "1024", "--rank-budget", "0", "--iters", "3")
+                 "--sparse-rank", "1024", "--rank-budget", "0", "--iters", "3", "--expert-group", "32")
         if os.path.exists(mm):
             rd = gguf.GGUFReader(mm)
             ranks = {}
@@ -141,19 +143,45 @@ with tempfile.TemporaryDirectory() as tmp:
                 print(f"     qwen2moe-m: HQQ3 KL {a['kl']:.4f}, MiLo3 KL {b['kl']:.4f}")
                 check(b["kl"] < a["kl"], "MoE: MiLo's KL to the source is below HQQ's")
 
+    # routed experts on a base of their own (--expert-group): MiLo's default puts them on HQ3_128 and
+    # the rest on HQ3_32, the budget still 3.75; HQQ's default keeps them on HQ3_32; the flag sets it
+    def base_types(path):
+        keys = {f.name: f for f in gguf.GGUFReader(path).fields.values()}
+        wq = {n[len("stepq.qtype."):]: field_value(f)[0] for n, f in keys.items()
+              if n.startswith("stepq.qtype.") and n.endswith(".weight")}
+        return ({q for n, q in wq.items() if "_exps." in n}, {q for n, q in wq.items() if "_exps." not in n},
+                field_value(keys["stepq.quantize.expert_group"])[0])
+    me, m64 = os.path.join(tmp, "moe-eg.gguf"), os.path.join(tmp, "moe-eg64.gguf")
+    r = quantize(msrc, me, "--method", "milo", "--iters", "2")
+    if os.path.exists(me):
+        exps, rest, eg = base_types(me)
+        check(exps == {"HQ3_128"} and rest == {"HQ3_32"} and eg == 128 and "routed experts HQ3_128" in r.stdout,
+              f"milo's default: experts {exps}, the rest {rest}, expert_group {eg}; the summary names them", r)
+        eff = summary_bits(r.stdout, "effective")
+        check(eff is not None and 3.70 < eff <= 3.75 + 2e-3, f"the compensators still fill 3.75 bits/weight ({eff})", r)
+    r = quantize(msrc, m64, "--method", "milo", "--iters", "2", "--expert-group", "64")
+    if os.path.exists(m64):
+        exps, rest, eg = base_types(m64)
+        check(exps == {"HQ3_64"} and rest == {"HQ3_32"} and eg == 64, f"--expert-group 64: experts {exps}", r)
+    if os.path.exists(os.path.join(tmp, "moe-hqq.gguf")):
+        exps, rest, eg = base_types(os.path.join(tmp, "moe-hqq.gguf"))
+        check(exps == {"HQ3_32"} and rest == {"HQ3_32"} and eg == 32, f"hqq's default: experts {exps}, rest {rest}")
+
     # (c) bad input
     bad = [(["--rank-policy", "bogus"], "rank policy"), (["--compensator-bits", "5"], "compensator-bits"),
-           (["--rank-policy", "frequency"], "moe-stats"), (["--rank-budget", "3.4"], "rank-budget"),
+           (["--rank-policy", "frequency"], "moe-stats"), (["--rank-budget", "3.3"], "rank-budget"),
            (["--tensors", "nothing.matches"], "no tensor")]
     for args, word in bad:
         out = os.path.join(tmp, "bad.gguf")
+        if os.path.exists(out):
+            os.remove(out)
         r = stepq("quantize", "-m", msrc, "-o", out, "--method", "milo", *args)
         check(r.returncode == 1 and word in r.stderr and not os.path.exists(out),
               f"{' '.join(args)}: exit 1 naming '{word}', no output", r)
-    for flag in ["--dense-rank", "--sparse-rank", "--ffn-rank"]:  # refused by the option parser
-        out = os.path.join(tmp, "bad.gguf")
-        r = stepq("quantize", "-m", msrc, "-o", out, flag, "-5")
+    for flag, value in [("--dense-rank", "-5"), ("--sparse-rank", "-5"), ("--ffn-rank", "-5"), ("--expert-group", "48")]:
+        out = os.path.join(tmp, "bad.gguf")  # refused by the option parser
+        r = stepq("quantize", "-m", msrc, "-o", out, flag, value)
         check(r.returncode not in (0, None) and r.returncode < 128 and flag in r.stderr and not os.path.exists(out),
-              f"{flag} -5: refused naming the flag, no output", r)
+              f"{flag} {value}: refused naming the flag, no output", r)
 
 finish("milo")

@@ -2,10 +2,13 @@
 // rejects every drafted step the greedy output is the target's plain greedy output; with the
 // target as its own draft every drafted step is kept and the output is again plain greedy; after
 // rejections (and after keeping steps the target would not have written) the target's cache
-// equals a recomputation of the text; generation stops where generate() stops.
+// equals a recomputation of the text; generation stops where generate() stops. Each also with
+// --width > 1 (a tree of drafted steps), where a verifier that keeps each depth's second
+// alternative makes the round follow steps read in chains of their own.
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,6 +41,22 @@ class FixedVerifier : public StepVerifier {
 
  private:
   bool answer_, early_;
+};
+
+// Rejects the first drafted step it is shown against a target step and keeps any other shown
+// against the same one: with --width > 1 the round then follows a later alternative.
+class SecondChoiceVerifier : public StepVerifier {
+ public:
+  bool accept(std::string_view context, std::string_view target, std::string_view) override {
+    stats_.calls++;
+    const bool seen = !seen_.insert(std::string(context) + '\x01' + std::string(target)).second;
+    if (seen) stats_.accepted++;
+    return seen;
+  }
+  std::string name() const override { return "second-choice"; }
+
+ private:
+  std::set<std::string> seen_;
 };
 
 std::vector<int32_t> plain_greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
@@ -122,21 +141,25 @@ TEST(Lookahead, RejectingEveryStepIsPlainGreedy) {
     const auto want = plain_greedy(tf, tok, prompt, n);
     // Rejections decided when the target's step ends, or at once; token speculation inside the
     // steps by n-gram lookup or by the draft model.
+    // Width 2: a tree of drafted steps.
     struct Config {
       bool early;
       StepTokenSpec spec;
+      int width = 1;
     };
     for (Config cfg : {Config{false, StepTokenSpec::kNone}, Config{true, StepTokenSpec::kNgram},
-                       Config{true, StepTokenSpec::kDraft}}) {
+                       Config{true, StepTokenSpec::kDraft}, Config{false, StepTokenSpec::kNone, 2},
+                       Config{true, StepTokenSpec::kDraft, 2}}) {
       FixedVerifier reject(false, cfg.early);
       LookaheadOptions lo;
-      lo.depth = i ? 2 : 4;
+      lo.width = cfg.width;
+      lo.depth = i || cfg.width > 1 ? 2 : 4;
       lo.steps.max_tokens = i ? 12 : 100;  // short caps: steps end without a boundary too
       lo.token_spec = cfg.spec;
       lo.spec_k = 4;
       LrRun r = lookahead_greedy(tf, df, tok, prompt, n, reject, lo);
       const std::string what = "question " + std::to_string(i) + ", early " + std::to_string(cfg.early) +
-                               ", spec " + std::to_string((int)cfg.spec);
+                               ", spec " + std::to_string((int)cfg.spec) + ", width " + std::to_string(cfg.width);
       EXPECT_EQ(r.out, want) << what;
       EXPECT_TRUE(r.cache_ok) << what;
       EXPECT_EQ(r.stats.kept_steps, r.stats.identical_steps) << "only identical steps bypass the verifier";
@@ -184,30 +207,76 @@ TEST(Lookahead, CacheAfterKeptAndRejectedStepsEqualsRecomputation) {
   EXPECT_EQ(hist, r.stats.rounds);
 }
 
-// Draft = target, exact verifier: every drafted step is the target's own and is kept.
+// Draft = target, exact verifier: every drafted step is the target's own and is kept. With width
+// 3 only each depth's first alternative is decided, and every one is kept.
 TEST(Lookahead, SelfDraftKeepsEveryStep) {
   auto model = Model::load(test::model_path("smollm2"));
   Forward tf(*model, 2);
   Forward df(*model, tf.shared_pool());
   const Tokenizer& tok = model->tokenizer();
-  for (size_t i = 0; i < questions().size(); i++) {
-    const auto prompt = chat(*model, questions()[i]);
-    const int n = 80;
-    const auto want = plain_greedy(tf, tok, prompt, n);
-    ExactVerifier exact;
-    LookaheadOptions lo;
-    lo.depth = 3;
-    lo.steps.max_tokens = i ? 10 : 100;
-    LrRun r = lookahead_greedy(tf, df, tok, prompt, n, exact, lo);
-    EXPECT_EQ(r.out, want) << "question " << i;
-    EXPECT_TRUE(r.cache_ok);
-    EXPECT_GT(r.stats.drafted_steps, 0);
-    EXPECT_EQ(r.stats.kept_steps, r.stats.drafted_steps);
-    EXPECT_EQ(r.stats.identical_steps, r.stats.drafted_steps);
-    EXPECT_EQ(r.stats.ineligible_steps, 0);
-    EXPECT_EQ(exact.stats().calls, 0) << "identical steps need no verifier";
-    EXPECT_GE(r.stats.rounds_by_kept[lo.depth], r.stats.rounds - 1) << "every round but the last keeps every step";
+  for (int width : {1, 3}) {
+    for (size_t i = 0; i < questions().size(); i++) {
+      const auto prompt = chat(*model, questions()[i]);
+      const int n = width == 1 ? 80 : 60;
+      const auto want = plain_greedy(tf, tok, prompt, n);
+      ExactVerifier exact;
+      LookaheadOptions lo;
+      lo.width = width;
+      lo.depth = width == 1 ? 3 : 2;
+      lo.steps.max_tokens = i ? 10 : 100;
+      LrRun r = lookahead_greedy(tf, df, tok, prompt, n, exact, lo);
+      const std::string what = "question " + std::to_string(i) + ", width " + std::to_string(width);
+      EXPECT_EQ(r.out, want) << what;
+      EXPECT_TRUE(r.cache_ok) << what;
+      EXPECT_GT(r.stats.drafted_steps, 0);
+      EXPECT_EQ(r.stats.kept_steps, r.stats.drafted_steps) << what;
+      EXPECT_EQ(r.stats.identical_steps, r.stats.drafted_steps) << what;
+      EXPECT_EQ(r.stats.ineligible_steps, 0);
+      EXPECT_EQ(r.stats.kept_alternatives, 0) << what;
+      EXPECT_EQ(exact.stats().calls, 0) << "identical steps need no verifier";
+      EXPECT_GE(r.stats.rounds_by_kept[lo.depth], r.stats.rounds - 1) << "every round but the last keeps every step";
+    }
   }
+}
+
+// Keeping later alternatives (the verifier rejects each depth's first one and keeps the next):
+// the round follows a step read in a chain of its own cache, and steps drafted below it; the
+// target's cache still equals a recomputation of the text.
+TEST(Lookahead, TreeCacheAfterKeptAlternativesEqualsRecomputation) {
+  auto target = Model::load(test::model_path("qwen1.5b"));
+  auto draft = Model::load(test::model_path("qwen0.5b"));
+  Forward tf(*target, 2);
+  Forward df(*draft, tf.shared_pool());
+  const Tokenizer& tok = target->tokenizer();
+  int alternatives = 0, deep = 0;
+  for (size_t i = 0; i < questions().size(); i++) {
+    const auto prompt = chat(*target, questions()[i]);
+    SecondChoiceVerifier second;
+    LookaheadOptions lo;
+    lo.width = 2;
+    lo.depth = 3;
+    lo.adaptive_depth = false;
+    lo.steps.max_tokens = 8;
+    LrRun r = lookahead_greedy(tf, df, tok, prompt, 56, second, lo);
+    EXPECT_EQ(r.out.size(), 56u) << "question " << i;
+    EXPECT_TRUE(r.cache_ok) << "question " << i;
+    alternatives += r.stats.kept_alternatives;
+    for (size_t d = 1; d < r.stats.kept_at_depth.size(); d++) deep += r.stats.kept_at_depth[d];
+  }
+  EXPECT_GT(alternatives, 0) << "no later alternative was kept: that path was not tested";
+  EXPECT_GT(deep, 0) << "no step below depth 1 was kept";
+}
+
+TEST(Lookahead, TreeRefusesTooManySteps) {
+  LookaheadOptions lo;
+  lo.width = 4;
+  lo.depth = 3;
+  EXPECT_EQ(lookahead_tree_steps(lo), 4 + 16 + 64);
+  lo.width = 8;
+  lo.depth = 16;
+  EXPECT_EQ(lookahead_tree_steps(lo), INT32_MAX);
+  lo.width = 1;
+  EXPECT_EQ(lookahead_tree_steps(lo), 16);
 }
 
 // Budgets and a full context stop lookahead where they stop plain generation.
@@ -218,23 +287,27 @@ TEST(Lookahead, StopsWhereGenerateStops) {
   Forward df(*draft_model, tf.shared_pool());
   const Tokenizer& tok = model->tokenizer();
   const auto prompt = chat(*model, questions()[0]);
-  for (int n : {1, 2, 7, 33}) {
-    FixedVerifier reject(false);
+  for (int width : {1, 2}) {
+    for (int n : {1, 2, 7, 33}) {
+      FixedVerifier reject(false);
+      LookaheadOptions lo;
+      lo.depth = 3;
+      lo.width = width;
+      lo.steps.max_tokens = 5;
+      LrRun r = lookahead_greedy(tf, df, tok, prompt, n, reject, lo);
+      EXPECT_EQ(r.out, plain_greedy(tf, tok, prompt, n)) << n << " width " << width;
+    }
+    const int ctx = (int)prompt.size() + 21;
+    const auto want = plain_greedy(tf, tok, prompt, 100, ctx);
+    EXPECT_EQ(want.size(), 22u);
+    ExactVerifier exact;
     LookaheadOptions lo;
-    lo.depth = 3;
-    lo.steps.max_tokens = 5;
-    LrRun r = lookahead_greedy(tf, df, tok, prompt, n, reject, lo);
-    EXPECT_EQ(r.out, plain_greedy(tf, tok, prompt, n)) << n;
+    lo.depth = width == 1 ? 4 : 3;
+    lo.width = width;
+    lo.steps.max_tokens = 6;
+    LrRun r = lookahead_greedy(tf, df, tok, prompt, 100, exact, lo, ctx);
+    EXPECT_EQ(r.out, want) << "width " << width;
   }
-  const int ctx = (int)prompt.size() + 21;
-  const auto want = plain_greedy(tf, tok, prompt, 100, ctx);
-  EXPECT_EQ(want.size(), 22u);
-  ExactVerifier exact;
-  LookaheadOptions lo;
-  lo.depth = 4;
-  lo.steps.max_tokens = 6;
-  LrRun r = lookahead_greedy(tf, df, tok, prompt, 100, exact, lo, ctx);
-  EXPECT_EQ(r.out, want);
 }
 
 }  // namespace
