@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #include "base/error.h"
@@ -91,6 +92,13 @@ inline double kl_topk(const LogitsRef& r, int pos, const float* ours, float ours
 
 struct Agreement {
   double top1 = 0, mean_kl = 0, max_kl = 0;
+  // Top-1 misses where the reference's own logits for its pick and for ours are within kTie: a
+  // coin flip for any two float orderings, not an error.
+  int tie_misses = 0;
+  // Mean KL without the worst n/128 positions (at least one): what is left when a few router
+  // near-ties flip a token's experts.
+  double trimmed_kl = 0;
+  static constexpr float kTie = 0.01f;
 };
 
 // stepq's logits for the reference's tokens (fed 128 at a time) against the reference's.
@@ -98,8 +106,8 @@ inline Agreement agreement(const LogitsRef& r, const Model& model) {
   Forward fwd(model, 2);
   KvCache kv(model.config(), r.n_tokens);
   const int V = r.n_vocab, chunk = r.window > 0 ? r.window : 128;
-  int agree = 0;
-  double kl_sum = 0, kl_max = 0;
+  int agree = 0, ties = 0;
+  std::vector<double> kls;
   for (int i = 0; i < r.n_tokens; i += chunk) {
     const int n = std::min(chunk, r.n_tokens - i);
     if (r.window > 0) kv.truncate(0);  // each window is its own sequence
@@ -108,13 +116,27 @@ inline Agreement agreement(const LogitsRef& r, const Model& model) {
     for (int t = 0; t < n; t++) {
       const float* row = logits.data() + (size_t)t * V;
       const int pos = i + t;
-      agree += argmax(row, V) == r.ids[(size_t)pos * r.top_k];
-      const double kl = kl_topk(r, pos, row, logsumexp(row, V));
-      kl_sum += kl;
-      kl_max = std::max(kl_max, kl);
+      const int ours = argmax(row, V);
+      const int32_t* ids = &r.ids[(size_t)pos * r.top_k];
+      const float* ref = &r.logits[(size_t)pos * r.top_k];
+      if (ours == ids[0]) {
+        agree++;
+      } else {
+        for (int j = 1; j < r.top_k; j++)
+          if (ids[j] == ours && ref[0] - ref[j] <= Agreement::kTie) ties++;
+      }
+      kls.push_back(kl_topk(r, pos, row, logsumexp(row, V)));
     }
   }
-  return {(double)agree / r.n_tokens, kl_sum / r.n_tokens, kl_max};
+  Agreement g;
+  g.top1 = (double)agree / r.n_tokens;
+  g.tie_misses = ties;
+  g.mean_kl = std::accumulate(kls.begin(), kls.end(), 0.0) / r.n_tokens;
+  std::sort(kls.begin(), kls.end());
+  g.max_kl = kls.back();
+  const size_t keep = kls.size() - std::max<size_t>(1, kls.size() / 128);
+  g.trimmed_kl = std::accumulate(kls.begin(), kls.begin() + keep, 0.0) / std::max<size_t>(keep, 1);
+  return g;
 }
 
 // A sequence's logits do not depend on what else is in the batch.

@@ -27,25 +27,32 @@ void check_moe_logits(const std::string& name) {
   ASSERT_TRUE(model->config().is_moe());
   ASSERT_EQ(model->config().n_vocab, r.n_vocab);
   const test::Agreement g = test::agreement(r, *model);
-  std::printf("[%s] %d positions: top-1 agreement %.4f, mean KL %.3g, max KL %.3g\n", name.c_str(), r.n_tokens,
-              g.top1, g.mean_kl, g.max_kl);
+  std::printf("[%s] %d positions: top-1 agreement %.4f (%d misses at a tie), mean KL %.3g (%.3g without the worst "
+              "1%%), max KL %.3g\n", name.c_str(), r.n_tokens, g.top1, g.tie_misses, g.mean_kl, g.trimmed_kl, g.max_kl);
   // The bar is top-1 >= 99.5% and mean KL <= 1e-3. Where llama.cpp itself cannot meet it,
   // the bar is how far llama.cpp moves under float orderings that are equally valid: its batch and
   // one-token-at-a-time paths (self_*), and its flash-attention and plain attention paths (fa_*).
-  // Quantized activations round differently after any change of summation order, and a flipped
-  // router near-tie changes a token's experts, so these files are sensitive. stepq must have no
-  // more top-1 misses than the larger of those (plus two Poisson standard deviations of the
-  // batch-vs-one count), and a mean KL no larger than 1e-3 or llama.cpp's batch-vs-one KL.
+  // The reference was made on one CPU and the test runs on another (AVX-512 or AVX2 kernels, in
+  // llama.cpp and in stepq), so these files are sensitive in two ways that are not errors:
+  // - a top-1 "miss" where the reference's logits for both tokens are within Agreement::kTie is a
+  //   coin flip, and does not count;
+  // - quantized activations round differently after any change of summation order, and a flipped
+  //   router near-tie changes a token's experts: one such token alone can add 0.004 to a mean KL
+  //   over 256. So the 1e-3 bar is on the mean without the worst 1% of positions, and the plain
+  //   mean must stay within what llama.cpp's own attention paths differ by.
+  // stepq must have no more top-1 misses than the larger of those (plus two Poisson standard
+  // deviations of the batch-vs-one count).
   const double self_top1 = r.meta["self_top1"], self_kl = r.meta["self_mean_kl"];
   const double fa_top1 = r.meta["fa_top1"], fa_kl = r.meta["fa_mean_kl"];
   const double self_miss = (1.0 - self_top1) * r.n_tokens, fa_miss = (1.0 - fa_top1) * r.n_tokens;
-  const double miss = (1.0 - g.top1) * r.n_tokens;
+  const double miss = (1.0 - g.top1) * r.n_tokens - g.tie_misses;
   std::printf("[%s] llama.cpp batch vs one at a time: top-1 %.4f, mean KL %.3g; flash attention vs not: top-1 %.4f, "
               "mean KL %.3g\n", name.c_str(), self_top1, self_kl, fa_top1, fa_kl);
   const double max_miss = std::max({0.005 * r.n_tokens, self_miss + 2.0 * std::sqrt(self_miss), fa_miss});
   EXPECT_LE(miss, max_miss + 1e-9) << name << ": top-1 agreement " << g.top1
                                   << " (if the generator changed, regenerate the file and its reference)";
-  EXPECT_LE(g.mean_kl, std::max(1e-3, self_kl)) << name;
+  EXPECT_LE(g.trimmed_kl, std::max(1e-3, self_kl)) << name;
+  EXPECT_LE(g.mean_kl, std::max({1e-3, self_kl, fa_kl})) << name;
 }
 
 class MoeParity : public ::testing::TestWithParam<std::string> {};
