@@ -98,26 +98,16 @@ def table(runs):
     return "\n".join(rows)
 
 
-def plot(runs, path):
+def draw_speedup_plot(points, path):
+    """points: (label, accepted steps per round, speedup over AR) per problem and mode."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    marks = {"lr": "o", "lr+sd": "^"}
-    for verifier, j in runs:
-        ar = next((m for m in j["modes"] if m["mode"] == "ar"), None)
-        if not ar:
-            continue
-        ar_rate = {p["id"]: p["tokens"] / max(p["seconds"], 1e-9) for p in ar["per_problem"]}
-        for m in j["modes"]:
-            if m["mode"] not in marks:
-                continue
-            xs, ys = [], []
-            for p in m["per_problem"]:
-                if p.get("rounds", 0) and p["id"] in ar_rate:
-                    xs.append(p["kept_steps"] / p["rounds"])
-                    ys.append(p["tokens"] / max(p["seconds"], 1e-9) / ar_rate[p["id"]])
-            ax.scatter(xs, ys, marker=marks[m["mode"]], alpha=0.7, label=f"{m['mode']} ({verifier})")
+    for label in dict.fromkeys(p[0] for p in points):
+        xs = [p[1] for p in points if p[0] == label]
+        ys = [p[2] for p in points if p[0] == label]
+        ax.scatter(xs, ys, marker="^" if label.startswith("lr+sd") else "o", s=14, alpha=0.6, label=label)
     ax.axhline(1.0, color="gray", lw=0.8, ls="--")
     ax.set_xlabel("accepted drafted steps per round (per problem)")
     ax.set_ylabel("speedup over plain decoding (tok/s ratio)")
@@ -126,6 +116,23 @@ def plot(runs, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     log(f"wrote {path}")
+
+
+def plot(runs, path):
+    points = []
+    for verifier, j in runs:
+        ar = next((m for m in j["modes"] if m["mode"] == "ar"), None)
+        if not ar:
+            continue
+        ar_rate = {p["id"]: p["tokens"] / max(p["seconds"], 1e-9) for p in ar["per_problem"]}
+        for m in j["modes"]:
+            if m["mode"] not in ("lr", "lr+sd"):
+                continue
+            for p in m["per_problem"]:
+                if p.get("rounds", 0) and p["id"] in ar_rate:
+                    points.append((f"{m['mode']} ({verifier})", p["kept_steps"] / p["rounds"],
+                                   p["tokens"] / max(p["seconds"], 1e-9) / ar_rate[p["id"]]))
+    draw_speedup_plot(points, path)
 
 
 def main():
