@@ -387,6 +387,8 @@ void do_eval(const EvalArgs& a) {
   std::unique_ptr<Model> judge_model;
 
   // One KV pool for every mode (they run one at a time), sized for the hungriest.
+  const std::shared_ptr<std::FILE> step_log = open_step_log(a.la);
+  std::string problem_id;  // the problem running, for --step-log
   int64_t pool_tokens = ctx;
   for (ModeRun& m : modes) {
     if (!m.lookahead()) continue;
@@ -395,6 +397,7 @@ void do_eval(const EvalArgs& a) {
            a.draft);
     pool_tokens = std::max(pool_tokens, lookahead_pool_tokens(ctx, m.lo));
     m.verifier = make_verifier(a.la, *model, fwd.shared_pool(), judge_model);
+    log_steps(*m.verifier, step_log, mode_name(m.mode), &problem_id);
   }
   auto kv_pool = std::make_shared<KvPool>(c, KvPool::pages_for(pool_tokens));
 
@@ -407,6 +410,7 @@ void do_eval(const EvalArgs& a) {
   const int N = (int)problems.size();
   for (int i = 0; i < N; i++) {
     const Problem& p = problems[i];
+    problem_id = p.id;
     for (ModeRun& m : modes) {
       KvCache kv(kv_pool, ctx);
       // Seeded by the problem, not its position: a problem samples the same way in every mode

@@ -3,6 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "model/model.h"
@@ -46,6 +50,12 @@ void add_lookahead_flags(CLI::Option_group* l, LookaheadFlags& f) {
   l->add_option("--embed-threshold", f.embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
       ->capture_default_str()
       ->check(CLI::Range(-1.0, 1.0));
+  l->add_flag("--embed-numbers,!--no-embed-numbers", f.embed_numbers,
+              "--verifier embed keeps a step only when it also holds the same numbers as the target's (default on: "
+              "MiniLM's cosine does not see arithmetic)");
+  l->add_option("--step-log", f.step_log,
+                "Append every verifier call (the two steps, the decision, the similarity or judge margin) to this "
+                "file as JSON lines");
   l->add_option("--step-boundary", f.boundary, "Text that ends a step (\\n = newline)")->capture_default_str();
   l->add_option("--step-cap", f.step_cap, "Tokens after which a step ends without a boundary")
       ->capture_default_str()
@@ -75,10 +85,38 @@ std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model
   StepVerifierOptions vo;
   vo.embed_model = f.embed_model.empty() ? default_embed_model() : f.embed_model;
   vo.embed_threshold = f.embed_threshold;
+  vo.embed_same_numbers = f.embed_numbers;
   if (f.verifier == "judge" && !f.judge.empty() && !judge_holder) judge_holder = Model::load(f.judge);
   vo.judge_model = judge_holder ? judge_holder.get() : &target;
   vo.pool = std::move(pool);
   return make_step_verifier(f.verifier, vo);
+}
+
+std::shared_ptr<std::FILE> open_step_log(const LookaheadFlags& f) {
+  if (f.step_log.empty()) return nullptr;
+  std::FILE* file = std::fopen(f.step_log.c_str(), "a");
+  if (!file) fail("--step-log: cannot open {} for appending: {}", f.step_log, std::strerror(errno));
+  return std::shared_ptr<std::FILE>(file, [](std::FILE* p) { std::fclose(p); });
+}
+
+void log_steps(StepVerifier& v, std::shared_ptr<std::FILE> file, const std::string& mode, const std::string* id) {
+  if (!file) return;
+  v.set_log([file, mode, id, name = v.name()](const StepDecision& d) {
+    nlohmann::json j = {{"mode", mode},
+                        {"id", id ? nlohmann::json(*id) : nlohmann::json()},
+                        {"verifier", name},
+                        {"exact", d.exact},
+                        {"accepted", d.accepted},
+                        {"score", std::isnan(d.score) ? nlohmann::json() : nlohmann::json(d.score)},
+                        {"same_numbers", d.same_numbers < 0 ? nlohmann::json() : nlohmann::json(d.same_numbers == 1)},
+                        {"context_bytes", d.context.size()},
+                        {"target", std::string(d.target_step)},
+                        {"draft", std::string(d.draft_step)}};
+    // A step cut by the token cap may end inside a character: replace what is not UTF-8.
+    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::fwrite(line.data(), 1, line.size(), file.get());
+    std::fflush(file.get());
+  });
 }
 
 std::string lookahead_summary(const LookaheadOptions& lo, const LookaheadStats& s, const StepVerifier& v,

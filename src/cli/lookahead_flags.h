@@ -3,10 +3,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "runtime/lookahead.h"
+#include "runtime/step_verifier.h"
 
 namespace stepq {
 class Model;
@@ -20,11 +22,13 @@ struct LookaheadFlags {
   int depth = 4, width = 1, step_cap = 100;
   bool fixed_depth = false;
   std::string boundary = "\\n\\n", verifier = "exact", judge, embed_model;
-  float embed_threshold = 0.95f;
+  float embed_threshold = kDefaultEmbedThreshold;
+  bool embed_numbers = kDefaultEmbedSameNumbers;
+  std::string step_log;  // --step-log FILE: every verifier call as a JSON line
 };
 
-// --depth --fixed-depth --width --verifier --judge --embed-model --embed-threshold
-// --step-boundary --step-cap, into group g.
+// --depth --fixed-depth --width --verifier --judge --embed-model --embed-threshold --[no-]embed-numbers
+// --step-boundary --step-cap --step-log, into group g.
 void add_lookahead_flags(CLI::Option_group* g, LookaheadFlags& f);
 
 // The options for these flags and this token speculation inside steps (k: drafted tokens per
@@ -35,6 +39,16 @@ LookaheadOptions lookahead_options(const LookaheadFlags& f, StepTokenSpec spec, 
 // already holds a model) or the target; `pool` is the target's, so their threads take turns.
 std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model& target,
                                             std::shared_ptr<ThreadPool> pool, std::unique_ptr<Model>& judge_holder);
+
+// --step-log's file, opened for appending (null without the flag; a clear error when it cannot be
+// opened).
+std::shared_ptr<std::FILE> open_step_log(const LookaheadFlags& f);
+
+// Sends every accept() of `v` to `file` as one JSON line: {"mode", "id" (*id, read at each call;
+// null when id is null), "verifier", "exact", "accepted", "score" (null when none),
+// "same_numbers" (null when not checked), "context_bytes", "target", "draft"}. Nothing when
+// `file` is null.
+void log_steps(StepVerifier& v, std::shared_ptr<std::FILE> file, const std::string& mode, const std::string* id);
 
 // Two lines on a run: rounds, γ, kept steps per depth, early rejections, verifier calls,
 // forwards and the time in drafting, the target and the verifier; token speculation if any.

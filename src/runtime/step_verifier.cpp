@@ -102,27 +102,68 @@ bool normalized_prefix(std::string_view prefix, std::string_view s) {
   }
 }
 
+std::vector<std::string> step_numbers(std::string_view s) {
+  auto digit = [&](size_t i) { return i < s.size() && s[i] >= '0' && s[i] <= '9'; };
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    if (!digit(i)) {
+      i++;
+      continue;
+    }
+    std::string num;
+    for (;;) {  // the integer part, with thousands separators
+      while (digit(i)) num += s[i++];
+      if (i < s.size() && s[i] == ',' && digit(i + 1) && digit(i + 2) && digit(i + 3) && !digit(i + 4)) {
+        i++;
+        continue;
+      }
+      break;
+    }
+    size_t lead = 0;
+    while (lead + 1 < num.size() && num[lead] == '0') lead++;
+    num.erase(0, lead);
+    if (i + 1 < s.size() && s[i] == '.' && digit(i + 1)) {
+      std::string frac;
+      for (i++; digit(i); i++) frac += s[i];
+      while (!frac.empty() && frac.back() == '0') frac.pop_back();
+      if (!frac.empty()) num += "." + frac;
+    }
+    out.push_back(std::move(num));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+double StepVerifier::last_score() const { return std::numeric_limits<double>::quiet_NaN(); }
+
 bool StepVerifier::accept(std::string_view context, std::string_view target_step, std::string_view draft_step) {
   const double t0 = now_s();
   stats_.calls++;
-  bool ok;
+  StepDecision d{context, target_step, draft_step};
+  d.score = std::numeric_limits<double>::quiet_NaN();
   if (normalized_equal(target_step, draft_step)) {
     stats_.exact_matches++;
-    ok = true;
+    d.exact = d.accepted = true;
   } else {
-    ok = same_meaning(context, target_step, draft_step);
+    d.accepted = same_meaning(context, target_step, draft_step);
+    d.score = last_score();
+    d.same_numbers = last_same_numbers();
   }
-  stats_.accepted += ok;
+  stats_.accepted += d.accepted;
   stats_.seconds += now_s() - t0;
-  return ok;
+  if (log_) log_(d);
+  return d.accepted;
 }
 
 // --- embed -----------------------------------------------------------------------------------
 
-EmbedVerifier::EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool, float threshold)
+EmbedVerifier::EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool, float threshold,
+                             bool same_numbers)
     : model_(std::move(model)),
       pool_(or_own_pool(std::move(pool))),
       threshold_(threshold),
+      same_numbers_(same_numbers),
       last_similarity_(std::numeric_limits<float>::quiet_NaN()),
       texts_(2) {}
 
@@ -143,6 +184,13 @@ float EmbedVerifier::similarity(std::string_view a, std::string_view b) {
 }
 
 bool EmbedVerifier::same_meaning(std::string_view, std::string_view target_step, std::string_view draft_step) {
+  // The numbers are compared (and logged) either way; with the check on, a mismatch needs no
+  // model call.
+  last_numbers_ = step_numbers(target_step) == step_numbers(draft_step) ? 1 : 0;
+  if (same_numbers_ && !last_numbers_) {
+    last_similarity_ = std::numeric_limits<float>::quiet_NaN();
+    return false;
+  }
   return similarity(target_step, draft_step) >= threshold_;
 }
 
@@ -271,7 +319,8 @@ std::unique_ptr<StepVerifier> make_step_verifier(const std::string& name, const 
            "python3 scripts/fetch-models.py all-minilm-l6-v2)");
     if (!(opt.embed_threshold >= -1.0f && opt.embed_threshold <= 1.0f))
       fail("step verifier 'embed': threshold {} is not a cosine similarity in [-1, 1]", opt.embed_threshold);
-    return std::make_unique<EmbedVerifier>(BertModel::load(opt.embed_model), pool(), opt.embed_threshold);
+    return std::make_unique<EmbedVerifier>(BertModel::load(opt.embed_model), pool(), opt.embed_threshold,
+                                           opt.embed_same_numbers);
   }
   if (name == "judge") {
     if (!opt.judge_model) fail("step verifier 'judge' needs a judge model (the target, or another GGUF model)");

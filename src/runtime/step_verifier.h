@@ -10,6 +10,7 @@
 // ended at a step boundary (StepSplitter::after_boundary()); a verifier is asked only then.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,6 +32,25 @@ struct StepVerifierStats {
   double seconds = 0;         // wall time inside accept()
 };
 
+// One accept() call, as a log sees it (`stepq run|eval --step-log`): the texts are the call's
+// arguments, valid only during the callback.
+struct StepDecision {
+  std::string_view context, target_step, draft_step;
+  bool exact = false;     // decided by the normalized exact match, no model run
+  bool accepted = false;
+  // The verifier's measure when a model ran: embed, the cosine similarity; judge, the logit of
+  // "aligned" minus that of "unaligned". NaN otherwise.
+  double score = 0;
+  // embed with the numbers check: whether both steps hold the same numbers (-1: not checked).
+  int same_numbers = -1;
+};
+using StepDecisionLog = std::function<void(const StepDecision&)>;
+
+// The embedding verifier's defaults, tuned on drafted GSM8K steps (bench/embed_threshold.py,
+// docs/lookahead.md): cosine >= 0.93 and the same numbers in both steps.
+inline constexpr float kDefaultEmbedThreshold = 0.93f;
+inline constexpr bool kDefaultEmbedSameNumbers = true;
+
 class StepVerifier {
  public:
   virtual ~StepVerifier() = default;
@@ -48,8 +68,14 @@ class StepVerifier {
   }
   virtual std::string name() const = 0;
   const StepVerifierStats& stats() const { return stats_; }
+  // Called after every accept() with what was compared and decided (none by default).
+  void set_log(StepDecisionLog log) { log_ = std::move(log); }
 
  protected:
+  // The measure behind the last same_meaning() (StepDecision::score); NaN when none.
+  virtual double last_score() const;
+  // StepDecision::same_numbers for the last same_meaning(); -1 when not checked.
+  virtual int last_same_numbers() const { return -1; }
   // The semantic comparison after the exact match failed (a model call); none by default.
   virtual bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) {
     (void)context;
@@ -58,6 +84,9 @@ class StepVerifier {
     return false;
   }
   StepVerifierStats stats_;
+
+ private:
+  StepDecisionLog log_;
 };
 
 // The exact verifier's normalization: every ASCII whitespace byte (space, \t, \n, \v, \f, \r)
@@ -69,6 +98,14 @@ std::string normalize_step(std::string_view s);
 bool normalized_equal(std::string_view a, std::string_view b);
 // normalize_step(prefix) is a prefix of normalize_step(s).
 bool normalized_prefix(std::string_view prefix, std::string_view s);
+
+// The numbers a step writes, sorted, each in one canonical text: a run of ASCII digits with
+// thousands separators ("1,234": a comma followed by exactly three digits) and at most one
+// decimal part ("2.50"); commas dropped, leading zeros of the integer part and trailing zeros of
+// the decimal part dropped ("007" -> "7", "18.00" -> "18", "0.50" -> "0.5"). Signs are not read
+// ("-5" is "5"): a minus sign is as often an operator. Used by embed's numbers check: a step
+// that computes another result holds another number.
+std::vector<std::string> step_numbers(std::string_view s);
 
 class ExactVerifier : public StepVerifier {
  public:
@@ -84,7 +121,10 @@ class ExactVerifier : public StepVerifier {
 // character cut by the step's token cap) are dropped before tokenizing.
 class EmbedVerifier : public StepVerifier {
  public:
-  EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool, float threshold = 0.95f);
+  // same_numbers: also require step_numbers() of both steps to be equal (MiniLM's cosine does
+  // not see arithmetic: a step with one result changed scores near 0.98 against the original).
+  EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool,
+                float threshold = kDefaultEmbedThreshold, bool same_numbers = kDefaultEmbedSameNumbers);
   ~EmbedVerifier() override;
   std::string name() const override { return "embed"; }
 
@@ -93,15 +133,20 @@ class EmbedVerifier : public StepVerifier {
   float threshold() const { return threshold_; }
   // The similarity the last model call computed (NaN before any).
   float last_similarity() const { return last_similarity_; }
+  bool checks_numbers() const { return same_numbers_; }
 
  protected:
   bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
+  double last_score() const override { return last_similarity_; }
+  int last_same_numbers() const override { return last_numbers_; }
 
  private:
   std::unique_ptr<BertModel> model_;
   std::shared_ptr<ThreadPool> pool_;
   float threshold_;
+  bool same_numbers_;
   float last_similarity_;
+  int last_numbers_ = -1;
   std::vector<std::string> texts_;  // (2) scratch for the batch
 };
 
@@ -158,6 +203,7 @@ class JudgeVerifier : public StepVerifier {
 
  protected:
   bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
+  double last_score() const override { return (double)last_.aligned - last_.unaligned; }
 
  private:
   std::string variable_text(std::string_view context, std::string_view target_step, std::string_view draft_step) const;
@@ -175,7 +221,8 @@ class JudgeVerifier : public StepVerifier {
 
 struct StepVerifierOptions {
   std::string embed_model;                  // embed: folder of a BERT sentence encoder (all-MiniLM-L6-v2)
-  float embed_threshold = 0.95f;            // embed: accept at cosine similarity >= this
+  float embed_threshold = kDefaultEmbedThreshold;       // embed: accept at cosine similarity >= this
+  bool embed_same_numbers = kDefaultEmbedSameNumbers;   // embed: and only when both steps hold the same numbers
   const Model* judge_model = nullptr;       // judge: the LLM (the caller passes the target by default)
   int judge_context_chars = 0;              // judge: bytes of context shown; 0 = none
   std::shared_ptr<ThreadPool> pool;         // threads for the verifier's model; null: its own pool

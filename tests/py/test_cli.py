@@ -137,4 +137,29 @@ r = stepq("run", "-m", SMOL, "-p", "hi", "--lookahead", "--draft", SMOL, "--widt
 check(r.returncode != 0 and "--width 4" in r.stderr and "84 steps" in r.stderr,
       "a tree of more than 64 drafted steps a round is refused, with its size", r)
 
+# --step-log: one JSON line per verifier call. The generated tiny pair (same vocabulary, the
+# draft a perturbed target) drafts steps the target does not reproduce, so the verifier runs.
+TINY_T = os.path.join(MODELS, "stepq-tiny-target.gguf")
+TINY_D = os.path.join(MODELS, "stepq-tiny-draft.gguf")
+MINILM = os.path.join(MODELS, "all-MiniLM-L6-v2")
+if os.path.exists(TINY_T) and os.path.exists(TINY_D) and os.path.isdir(MINILM):
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "steps.jsonl")
+        r = stepq("run", "-m", TINY_T, "--draft", TINY_D, "--lookahead", "--verifier", "embed", "--embed-numbers",
+                  "--step-boundary", "\\n", "--step-cap", "3", "--step-log", log, "-p", "1 2 3 4", "-n", "60",
+                  "--temp", "0")
+        import json, re
+        m = re.search(r"verifier calls (\d+)", r.stderr)
+        lines = [json.loads(x) for x in open(log)] if os.path.exists(log) else []
+        keys = {"mode", "id", "verifier", "exact", "accepted", "score", "same_numbers", "context_bytes", "target",
+                "draft"}
+        check(r.returncode == 0 and m and int(m.group(1)) > 0 and len(lines) == int(m.group(1)) and
+              all(set(x) == keys and x["verifier"] == "embed" for x in lines) and
+              all(x["exact"] or x["same_numbers"] is not None for x in lines),
+              "--step-log writes one JSON line per verifier call", r)
+    r = stepq("run", "-m", TINY_T, "--draft", TINY_D, "--lookahead", "--step-log", "/nonexistent/dir/steps.jsonl",
+              "-p", "1", "-n", "4")
+    check(r.returncode != 0 and "--step-log" in r.stderr and "nonexistent" in r.stderr,
+          "an unwritable --step-log is named", r)
+
 finish("CLI")

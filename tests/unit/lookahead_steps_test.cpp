@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -360,21 +361,32 @@ TEST(StepVerifier, FactoryNamesAndErrors) {
 
 // --- embed -------------------------------------------------------------------------------------
 
-TEST(LookaheadEmbedVerifier, MiniLMSimilarity) {
-  const std::string dir = test::model_path("minilm");
-  if (!std::filesystem::exists(dir)) return;
-  StepVerifierOptions o;
-  o.embed_model = dir;
+// A GSM8K-like step, a paraphrase with the same numbers, and the step with one result changed.
+const std::string kStep = "She sells the remaining 9 eggs at $2 each, so she makes 9 * 2 = $18 every day.";
+const std::string kParaphrase = "Selling the 9 leftover eggs for $2 apiece earns her 9 * 2 = $18 each day.";
+const std::string kWrongResult = "She sells the remaining 9 eggs at $2 each, so she makes 9 * 2 = $16 every day.";
+
+// Options for the embed verifier on MiniLM with 2 threads; false when MiniLM is not fetched.
+bool minilm_options(StepVerifierOptions& o) {
+  o.embed_model = test::model_path("minilm");
   o.pool = std::make_shared<ThreadPool>(2);
+  return std::filesystem::exists(o.embed_model);
+}
+
+TEST(LookaheadEmbedVerifier, MiniLMSimilarity) {
+  StepVerifierOptions o;
+  if (!minilm_options(o)) return;
+  const std::string& dir = o.embed_model;
   auto made = make_step_verifier("embed", o);
   auto& v = dynamic_cast<EmbedVerifier&>(*made);
   EXPECT_EQ(v.name(), "embed");
-  EXPECT_FLOAT_EQ(v.threshold(), 0.95f);
+  EXPECT_FLOAT_EQ(v.threshold(), 0.93f);
+  EXPECT_TRUE(v.checks_numbers());
 
-  const std::string step = "She sells the remaining 9 eggs at $2 each, so she makes 9 * 2 = $18 every day.";
-  const std::string paraphrase = "Selling the 9 leftover eggs for $2 apiece earns her 9 * 2 = $18 each day.";
+  const std::string& step = kStep;
+  const std::string& paraphrase = kParaphrase;
   const std::string other_numbers = "She sells the remaining 9 eggs at $3 each, so she makes 9 * 3 = $27 every day.";
-  const std::string wrong_result = "She sells the remaining 9 eggs at $2 each, so she makes 9 * 2 = $16 every day.";
+  const std::string& wrong_result = kWrongResult;
   const std::string unrelated = "The ducks are kept in a pond behind the barn.";
   const float s_para = v.similarity(step, paraphrase);
   const float s_num = v.similarity(step, other_numbers);
@@ -386,11 +398,13 @@ TEST(LookaheadEmbedVerifier, MiniLMSimilarity) {
   EXPECT_GT(s_para, s_unrel + 0.2f);
   EXPECT_GT(s_num, s_unrel + 0.2f);
   // The embedding's blind spot, pinned so that a change of model or threshold shows here: one
-  // wrong result in otherwise identical words scores above the correct paraphrase, and above
-  // the default threshold, which the paraphrase misses.
+  // wrong result in otherwise identical words scores above the correct paraphrase, and both are
+  // above the default threshold; the default numbers check tells them apart.
   EXPECT_GT(s_wrong, s_para);
   EXPECT_GT(s_wrong, v.threshold());
-  EXPECT_LT(s_para, v.threshold());
+  EXPECT_GT(s_para, v.threshold());
+  EXPECT_TRUE(v.accept("", step, paraphrase));
+  EXPECT_FALSE(v.accept("", step, wrong_result));
   // Symmetric and reproducible (one batch of two, batch-invariant rows).
   EXPECT_FLOAT_EQ(v.similarity(paraphrase, step), s_para);
 
@@ -402,7 +416,7 @@ TEST(LookaheadEmbedVerifier, MiniLMSimilarity) {
 
   // The threshold decides, at the computed similarity.
   for (float delta : {-1e-4f, 1e-4f}) {
-    EmbedVerifier t(BertModel::load(dir), o.pool, s_para + delta);
+    EmbedVerifier t(BertModel::load(dir), o.pool, s_para + delta, false);
     EXPECT_EQ(t.accept("", step, paraphrase), delta < 0) << delta;
     EXPECT_EQ(t.stats().model_calls, 1);
     EXPECT_FLOAT_EQ(t.last_similarity(), s_para);
@@ -412,8 +426,69 @@ TEST(LookaheadEmbedVerifier, MiniLMSimilarity) {
 
   const int n = 20;
   const double t0 = now_s();
-  for (int i = 0; i < n; i++) v.accept("", step + std::to_string(i), other_numbers);
+  for (int i = 0; i < n; i++) v.similarity(step + std::to_string(i), other_numbers);
   std::printf("  embed call (2 threads, a pair of ~25-token steps): %.2f ms\n", (now_s() - t0) / n * 1e3);
+}
+
+TEST(StepVerifier, StepNumbers) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(step_numbers(""), V{});
+  EXPECT_EQ(step_numbers("no numbers here."), V{});
+  // Sorted; separators, leading and trailing zeros dropped.
+  EXPECT_EQ(step_numbers("9 * 2 = $18"), (V{"18", "2", "9"}));
+  EXPECT_EQ(step_numbers("$1,234.50 and 007 and 18.00"), (V{"1234.5", "18", "7"}));
+  EXPECT_EQ(step_numbers("0.50"), V{"0.5"});
+  EXPECT_EQ(step_numbers("0"), V{"0"});
+  EXPECT_EQ(step_numbers("000"), V{"0"});
+  // A comma not followed by exactly three digits separates numbers; a sentence's full stop is no
+  // decimal point; signs are not read.
+  EXPECT_EQ(step_numbers("1,2,3"), (V{"1", "2", "3"}));
+  EXPECT_EQ(step_numbers("12,3456"), (V{"12", "3456"}));
+  EXPECT_EQ(step_numbers("It costs 5. Then 6."), (V{"5", "6"}));
+  EXPECT_EQ(step_numbers("x = -5, y = 5.5.5"), (V{"5", "5", "5.5"}));
+  EXPECT_EQ(step_numbers("\\frac{3}{4}x^2"), (V{"2", "3", "4"}));
+  // Order and wording do not matter, a changed result does.
+  EXPECT_EQ(step_numbers("5 + 3 = 8"), step_numbers("Adding 3 and 5 gives 8."));
+  EXPECT_NE(step_numbers("9 * 2 = 18"), step_numbers("9 * 2 = 16"));
+  // Awkward bytes: digits next to multi-byte characters and a cut character.
+  EXPECT_EQ(step_numbers("\xE2\x82\xAC" "12\xC3\xA9" "3\xE2"), (V{"12", "3"}));
+}
+
+TEST(LookaheadEmbedVerifier, NumbersCheckAndLog) {
+  StepVerifierOptions o;
+  if (!minilm_options(o)) return;
+  o.embed_threshold = 0.5f;
+  const std::string& step = kStep;
+  const std::string& paraphrase = kParaphrase;
+  const std::string& wrong_result = kWrongResult;
+  for (bool check : {false, true}) {
+    o.embed_same_numbers = check;
+    auto v = make_step_verifier("embed", o);
+    std::vector<StepDecision> seen;
+    std::vector<std::string> texts;
+    v->set_log([&](const StepDecision& d) {
+      seen.push_back(d);
+      texts.push_back(std::string(d.context) + "|" + std::string(d.target_step) + "|" + std::string(d.draft_step));
+    });
+    EXPECT_TRUE(v->accept("ctx", step, paraphrase));
+    EXPECT_EQ(v->accept("ctx", step, wrong_result), !check) << check;  // cosine ~0.98, numbers differ
+    EXPECT_TRUE(v->accept("", step, " " + step));
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_EQ(texts[0], "ctx|" + step + "|" + paraphrase);
+    EXPECT_FALSE(seen[0].exact);
+    EXPECT_TRUE(seen[0].accepted);
+    EXPECT_GT(seen[0].score, 0.5);
+    EXPECT_LT(seen[0].score, 1.0);
+    EXPECT_EQ(seen[0].same_numbers, 1);
+    EXPECT_EQ(seen[1].same_numbers, 0);
+    EXPECT_EQ(seen[1].accepted, !check);
+    // With the check on, the mismatch is decided without a model call (no score).
+    EXPECT_EQ(std::isnan(seen[1].score), check);
+    EXPECT_EQ(v->stats().model_calls, check ? 1 : 2);
+    EXPECT_TRUE(seen[2].exact && seen[2].accepted);
+    EXPECT_TRUE(std::isnan(seen[2].score));
+    EXPECT_EQ(seen[2].same_numbers, -1);
+  }
 }
 
 // --- judge -------------------------------------------------------------------------------------
