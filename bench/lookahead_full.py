@@ -44,13 +44,15 @@ STORE = os.path.join(ROOT, "bench", "results", "lookahead_full")
 SAMPLING = {"greedy": ["--temp", "0"],
             "ref": ["--temp", "0.6", "--top-p", "0.95", "--top-k", "20", "--min-p", "0"]}
 # Verifier settings by name: the stepq flags and the modes its run interleaves. A record's runs are
-# keyed by these names, so a changed setting gets a new name and old results keep theirs: "embed"
-# is stepq's default (cosine >= 0.93 and the same numbers, tuned by bench/embed_threshold.py); the
-# first 8 GSM8K problems also ran the earlier default, cosine >= 0.95 alone ("embed@0.95").
+# keyed by these names, so a changed setting gets a new name and old results keep theirs. "embed"
+# and "judge" are stepq's defaults: the numbers check on, embed at cosine >= 0.93
+# (bench/verifier_pairs.py). The first GSM8K problems also ran the earlier defaults, without the
+# numbers check: embed at 0.95 (8 problems, "embed@0.95") and the judge alone (9, "judge@plain").
 VERIFIERS = {"exact": (["--verifier", "exact"], "ar,sd,lr,lr+sd"),
              "embed": (["--verifier", "embed"], "lr,lr+sd"),
-             "embed@0.95": (["--verifier", "embed", "--embed-threshold", "0.95", "--no-embed-numbers"], "lr,lr+sd"),
-             "judge": (["--verifier", "judge"], "lr,lr+sd")}
+             "judge": (["--verifier", "judge"], "lr,lr+sd"),
+             "embed@0.95": (["--verifier", "embed", "--embed-threshold", "0.95", "--no-numbers-check"], "lr,lr+sd"),
+             "judge@plain": (["--verifier", "judge", "--no-numbers-check"], "lr,lr+sd")}
 PAPER = {"gsm8k": "paper (Qwen3-32B target, 1.7B draft, H100): SD 1.4x, LR+SD 2.1x, accuracy kept",
          "math500": "paper (Qwen3-32B target, 1.7B draft, H100): LR+SD about 2x on MATH-500, accuracy kept"}
 

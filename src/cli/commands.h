@@ -31,6 +31,7 @@ void add_embed(CLI::App& app);
 void add_moe_stats(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_verify_steps(CLI::App& app);
 
 // chat_prompt(): tokenizer/chat_defaults.h.
 

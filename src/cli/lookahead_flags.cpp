@@ -50,9 +50,9 @@ void add_lookahead_flags(CLI::Option_group* l, LookaheadFlags& f) {
   l->add_option("--embed-threshold", f.embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
       ->capture_default_str()
       ->check(CLI::Range(-1.0, 1.0));
-  l->add_flag("--embed-numbers,!--no-embed-numbers", f.embed_numbers,
-              "--verifier embed keeps a step only when it also holds the same numbers as the target's (default on: "
-              "MiniLM's cosine does not see arithmetic)");
+  l->add_flag("--numbers-check,!--no-numbers-check", f.numbers_check,
+              "embed and judge keep a drafted step only when it holds the same numbers as the target's step (default "
+              "on: neither MiniLM's cosine nor a small judge sees arithmetic)");
   l->add_option("--step-log", f.step_log,
                 "Append every verifier call (the two steps, the decision, the similarity or judge margin) to this "
                 "file as JSON lines");
@@ -85,7 +85,7 @@ std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model
   StepVerifierOptions vo;
   vo.embed_model = f.embed_model.empty() ? default_embed_model() : f.embed_model;
   vo.embed_threshold = f.embed_threshold;
-  vo.embed_same_numbers = f.embed_numbers;
+  vo.numbers_check = f.numbers_check;
   if (f.verifier == "judge" && !f.judge.empty() && !judge_holder) judge_holder = Model::load(f.judge);
   vo.judge_model = judge_holder ? judge_holder.get() : &target;
   vo.pool = std::move(pool);

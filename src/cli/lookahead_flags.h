@@ -23,11 +23,11 @@ struct LookaheadFlags {
   bool fixed_depth = false;
   std::string boundary = "\\n\\n", verifier = "exact", judge, embed_model;
   float embed_threshold = kDefaultEmbedThreshold;
-  bool embed_numbers = kDefaultEmbedSameNumbers;
+  bool numbers_check = true;
   std::string step_log;  // --step-log FILE: every verifier call as a JSON line
 };
 
-// --depth --fixed-depth --width --verifier --judge --embed-model --embed-threshold --[no-]embed-numbers
+// --depth --fixed-depth --width --verifier --judge --embed-model --embed-threshold --[no-]numbers-check
 // --step-boundary --step-cap --step-log, into group g.
 void add_lookahead_flags(CLI::Option_group* g, LookaheadFlags& f);
 
@@ -46,7 +46,7 @@ std::shared_ptr<std::FILE> open_step_log(const LookaheadFlags& f);
 
 // Sends every accept() of `v` to `file` as one JSON line: {"mode", "id" (*id, read at each call;
 // null when id is null), "verifier", "exact", "accepted", "score" (null when none),
-// "same_numbers" (null when not checked), "context_bytes", "target", "draft"}. Nothing when
+// "same_numbers" (null when the exact match decided), "context_bytes", "target", "draft"}. Nothing when
 // `file` is null.
 void log_steps(StepVerifier& v, std::shared_ptr<std::FILE> file, const std::string& mode, const std::string* id);
 

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   stepq::cli::add_moe_stats(app);
   stepq::cli::add_quantize(app);
   stepq::cli::add_eval(app);
+  stepq::cli::add_verify_steps(app);
   stepq::cli::add_dump_tensor(app);
   stepq::cli::add_dump_logits(app);
   try {

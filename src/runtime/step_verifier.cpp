@@ -132,6 +132,7 @@ std::vector<std::string> step_numbers(std::string_view s) {
     out.push_back(std::move(num));
   }
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
@@ -146,9 +147,13 @@ bool StepVerifier::accept(std::string_view context, std::string_view target_step
     stats_.exact_matches++;
     d.exact = d.accepted = true;
   } else {
-    d.accepted = same_meaning(context, target_step, draft_step);
-    d.score = last_score();
-    d.same_numbers = last_same_numbers();
+    // The numbers are compared (and logged) either way; with the check on a mismatch needs no
+    // model call.
+    d.same_numbers = step_numbers(target_step) == step_numbers(draft_step) ? 1 : 0;
+    if (!numbers_check_ || d.same_numbers) {
+      d.accepted = same_meaning(context, target_step, draft_step);
+      d.score = last_score();
+    }
   }
   stats_.accepted += d.accepted;
   stats_.seconds += now_s() - t0;
@@ -158,12 +163,10 @@ bool StepVerifier::accept(std::string_view context, std::string_view target_step
 
 // --- embed -----------------------------------------------------------------------------------
 
-EmbedVerifier::EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool, float threshold,
-                             bool same_numbers)
+EmbedVerifier::EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool, float threshold)
     : model_(std::move(model)),
       pool_(or_own_pool(std::move(pool))),
       threshold_(threshold),
-      same_numbers_(same_numbers),
       last_similarity_(std::numeric_limits<float>::quiet_NaN()),
       texts_(2) {}
 
@@ -184,13 +187,6 @@ float EmbedVerifier::similarity(std::string_view a, std::string_view b) {
 }
 
 bool EmbedVerifier::same_meaning(std::string_view, std::string_view target_step, std::string_view draft_step) {
-  // The numbers are compared (and logged) either way; with the check on, a mismatch needs no
-  // model call.
-  last_numbers_ = step_numbers(target_step) == step_numbers(draft_step) ? 1 : 0;
-  if (same_numbers_ && !last_numbers_) {
-    last_similarity_ = std::numeric_limits<float>::quiet_NaN();
-    return false;
-  }
   return similarity(target_step, draft_step) >= threshold_;
 }
 
@@ -312,21 +308,23 @@ bool JudgeVerifier::same_meaning(std::string_view context, std::string_view targ
 
 std::unique_ptr<StepVerifier> make_step_verifier(const std::string& name, const StepVerifierOptions& opt) {
   auto pool = [&] { return opt.pool ? opt.pool : std::make_shared<ThreadPool>(std::max(1, opt.n_threads)); };
-  if (name == "exact") return std::make_unique<ExactVerifier>();
+  std::unique_ptr<StepVerifier> v;
+  if (name == "exact") return std::make_unique<ExactVerifier>();  // an exact match holds the same numbers
   if (name == "embed") {
     if (opt.embed_model.empty())
       fail("step verifier 'embed' needs a sentence-embedding model folder (all-MiniLM-L6-v2: "
            "python3 scripts/fetch-models.py all-minilm-l6-v2)");
     if (!(opt.embed_threshold >= -1.0f && opt.embed_threshold <= 1.0f))
       fail("step verifier 'embed': threshold {} is not a cosine similarity in [-1, 1]", opt.embed_threshold);
-    return std::make_unique<EmbedVerifier>(BertModel::load(opt.embed_model), pool(), opt.embed_threshold,
-                                           opt.embed_same_numbers);
-  }
-  if (name == "judge") {
+    v = std::make_unique<EmbedVerifier>(BertModel::load(opt.embed_model), pool(), opt.embed_threshold);
+  } else if (name == "judge") {
     if (!opt.judge_model) fail("step verifier 'judge' needs a judge model (the target, or another GGUF model)");
-    return std::make_unique<JudgeVerifier>(*opt.judge_model, pool(), opt.judge_context_chars);
+    v = std::make_unique<JudgeVerifier>(*opt.judge_model, pool(), opt.judge_context_chars);
+  } else {
+    fail("unknown step verifier '{}'; choose exact, embed or judge", name);
   }
-  fail("unknown step verifier '{}'; choose exact, embed or judge", name);
+  v->set_numbers_check(opt.numbers_check);
+  return v;
 }
 
 }  // namespace stepq

@@ -41,15 +41,14 @@ struct StepDecision {
   // The verifier's measure when a model ran: embed, the cosine similarity; judge, the logit of
   // "aligned" minus that of "unaligned". NaN otherwise.
   double score = 0;
-  // embed with the numbers check: whether both steps hold the same numbers (-1: not checked).
+  // Whether both steps hold the same numbers (step_numbers()); -1 when the exact match decided.
   int same_numbers = -1;
 };
 using StepDecisionLog = std::function<void(const StepDecision&)>;
 
-// The embedding verifier's defaults, tuned on drafted GSM8K steps (bench/embed_threshold.py,
-// docs/lookahead.md): cosine >= 0.93 and the same numbers in both steps.
+// The embedding verifier's threshold, tuned on drafted GSM8K steps with the numbers check on
+// (bench/embed_threshold.py, docs/lookahead.md).
 inline constexpr float kDefaultEmbedThreshold = 0.93f;
-inline constexpr bool kDefaultEmbedSameNumbers = true;
 
 class StepVerifier {
  public:
@@ -57,6 +56,8 @@ class StepVerifier {
   // True when the drafted step may stand in for the target's step. `context` is the text before
   // both steps. The steps are compared by the normalized exact match first (no model run), then
   // by same_meaning(); calls, matches and time are counted here.
+  // With the numbers check on, steps whose step_numbers() differ are rejected before any model
+  // runs.
   virtual bool accept(std::string_view context, std::string_view target_step, std::string_view draft_step);
   // False when no completion of the target's step that starts with `target_prefix` can be
   // accepted against `draft_step`: Lookahead Reasoning then decides the rejection at once and
@@ -70,12 +71,15 @@ class StepVerifier {
   const StepVerifierStats& stats() const { return stats_; }
   // Called after every accept() with what was compared and decided (none by default).
   void set_log(StepDecisionLog log) { log_ = std::move(log); }
+  // A drafted step is kept only when it holds the same numbers as the target's step (on by
+  // default for embed and judge: a step that computes another result holds another number, and
+  // neither MiniLM's cosine nor a small judge sees that reliably; docs/lookahead.md).
+  void set_numbers_check(bool on) { numbers_check_ = on; }
+  bool checks_numbers() const { return numbers_check_; }
 
  protected:
   // The measure behind the last same_meaning() (StepDecision::score); NaN when none.
   virtual double last_score() const;
-  // StepDecision::same_numbers for the last same_meaning(); -1 when not checked.
-  virtual int last_same_numbers() const { return -1; }
   // The semantic comparison after the exact match failed (a model call); none by default.
   virtual bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) {
     (void)context;
@@ -87,6 +91,7 @@ class StepVerifier {
 
  private:
   StepDecisionLog log_;
+  bool numbers_check_ = false;
 };
 
 // The exact verifier's normalization: every ASCII whitespace byte (space, \t, \n, \v, \f, \r)
@@ -99,12 +104,13 @@ bool normalized_equal(std::string_view a, std::string_view b);
 // normalize_step(prefix) is a prefix of normalize_step(s).
 bool normalized_prefix(std::string_view prefix, std::string_view s);
 
-// The numbers a step writes, sorted, each in one canonical text: a run of ASCII digits with
+// The distinct numbers a step writes, sorted (a result restated is the same result), each in one
+// canonical text: a run of ASCII digits with
 // thousands separators ("1,234": a comma followed by exactly three digits) and at most one
 // decimal part ("2.50"); commas dropped, leading zeros of the integer part and trailing zeros of
 // the decimal part dropped ("007" -> "7", "18.00" -> "18", "0.50" -> "0.5"). Signs are not read
-// ("-5" is "5"): a minus sign is as often an operator. Used by embed's numbers check: a step
-// that computes another result holds another number.
+// ("-5" is "5"): a minus sign is as often an operator. Used by the numbers check
+// (StepVerifier::set_numbers_check): a step that computes another result holds another number.
 std::vector<std::string> step_numbers(std::string_view s);
 
 class ExactVerifier : public StepVerifier {
@@ -121,10 +127,10 @@ class ExactVerifier : public StepVerifier {
 // character cut by the step's token cap) are dropped before tokenizing.
 class EmbedVerifier : public StepVerifier {
  public:
-  // same_numbers: also require step_numbers() of both steps to be equal (MiniLM's cosine does
-  // not see arithmetic: a step with one result changed scores near 0.98 against the original).
+  // MiniLM's cosine does not see arithmetic (a step with one result changed scores near 0.98
+  // against the original): make_step_verifier() turns the numbers check on by default.
   EmbedVerifier(std::unique_ptr<BertModel> model, std::shared_ptr<ThreadPool> pool,
-                float threshold = kDefaultEmbedThreshold, bool same_numbers = kDefaultEmbedSameNumbers);
+                float threshold = kDefaultEmbedThreshold);
   ~EmbedVerifier() override;
   std::string name() const override { return "embed"; }
 
@@ -133,20 +139,16 @@ class EmbedVerifier : public StepVerifier {
   float threshold() const { return threshold_; }
   // The similarity the last model call computed (NaN before any).
   float last_similarity() const { return last_similarity_; }
-  bool checks_numbers() const { return same_numbers_; }
 
  protected:
   bool same_meaning(std::string_view context, std::string_view target_step, std::string_view draft_step) override;
   double last_score() const override { return last_similarity_; }
-  int last_same_numbers() const override { return last_numbers_; }
 
  private:
   std::unique_ptr<BertModel> model_;
   std::shared_ptr<ThreadPool> pool_;
   float threshold_;
-  bool same_numbers_;
   float last_similarity_;
-  int last_numbers_ = -1;
   std::vector<std::string> texts_;  // (2) scratch for the batch
 };
 
@@ -221,8 +223,8 @@ class JudgeVerifier : public StepVerifier {
 
 struct StepVerifierOptions {
   std::string embed_model;                  // embed: folder of a BERT sentence encoder (all-MiniLM-L6-v2)
-  float embed_threshold = kDefaultEmbedThreshold;       // embed: accept at cosine similarity >= this
-  bool embed_same_numbers = kDefaultEmbedSameNumbers;   // embed: and only when both steps hold the same numbers
+  float embed_threshold = kDefaultEmbedThreshold;  // embed: accept at cosine similarity >= this
+  bool numbers_check = true;                       // embed, judge: StepVerifier::set_numbers_check()
   const Model* judge_model = nullptr;       // judge: the LLM (the caller passes the target by default)
   int judge_context_chars = 0;              // judge: bytes of context shown; 0 = none
   std::shared_ptr<ThreadPool> pool;         // threads for the verifier's model; null: its own pool

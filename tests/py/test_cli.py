@@ -8,7 +8,8 @@ SMOL = os.path.join(MODELS, "SmolLM2-135M-Instruct.Q4_1.gguf")
 GEMMA = os.path.join(MODELS, "gemma-3-270m-q4_k_m.gguf")
 
 
-for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor", "dump-logits", "perplexity", "bench", "embed", "moe-stats"]:
+for sub in ["run", "chat", "inspect", "tokenize", "dump-tensor", "dump-logits", "perplexity", "bench", "embed", "moe-stats",
+            "eval", "quantize", "verify-steps"]:
     r = stepq(sub, "--help")
     check(r.returncode == 0 and "Usage" in r.stdout + r.stderr, f"{sub} --help", r)
 
@@ -145,7 +146,7 @@ MINILM = os.path.join(MODELS, "all-MiniLM-L6-v2")
 if os.path.exists(TINY_T) and os.path.exists(TINY_D) and os.path.isdir(MINILM):
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "steps.jsonl")
-        r = stepq("run", "-m", TINY_T, "--draft", TINY_D, "--lookahead", "--verifier", "embed", "--embed-numbers",
+        r = stepq("run", "-m", TINY_T, "--draft", TINY_D, "--lookahead", "--verifier", "embed", "--numbers-check",
                   "--step-boundary", "\\n", "--step-cap", "3", "--step-log", log, "-p", "1 2 3 4", "-n", "60",
                   "--temp", "0")
         import json, re
@@ -157,6 +158,33 @@ if os.path.exists(TINY_T) and os.path.exists(TINY_D) and os.path.isdir(MINILM):
               all(set(x) == keys and x["verifier"] == "embed" for x in lines) and
               all(x["exact"] or x["same_numbers"] is not None for x in lines),
               "--step-log writes one JSON line per verifier call", r)
+
+        # verify-steps reads what --step-log wrote and judges the same pairs again: the same
+        # cosines, and with the numbers check off every pair reaches the model.
+        again = os.path.join(tmp, "again.jsonl")
+        r = stepq("verify-steps", "-f", log, "-o", again, "--verifier", "embed", "--no-numbers-check")
+        redo = [json.loads(x) for x in open(again)] if os.path.exists(again) else []
+        check(r.returncode == 0 and len(redo) == len(lines) and
+              all(a["target"] == b["target"] and a["draft"] == b["draft"] and b["mode"] == "verify" for a, b in
+                  zip(lines, redo)) and
+              all(a["score"] == b["score"] for a, b in zip(lines, redo) if a["score"] is not None) and
+              all(b["exact"] or b["score"] is not None for b in redo) and "pairs, accepted" in r.stderr,
+              "verify-steps re-judges logged pairs: same cosines, every pair scored without the numbers check", r)
+        pairs = os.path.join(tmp, "pairs.jsonl")
+        with open(pairs, "w") as f:
+            f.write(json.dumps({"target": "She makes 9 * 2 = $18.", "draft": "She makes 9 * 2 = $16."}) + "\n")
+            f.write(json.dumps({"id": 7, "target": "So 3 + 4 = 7.", "draft": "so 3+4=7."}) + "\n")
+        r = stepq("verify-steps", "-f", pairs, "--verifier", "exact")
+        out = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+        check(r.returncode == 0 and [x["accepted"] for x in out] == [False, True] and out[1]["id"] == "7" and
+              out[1]["exact"], "verify-steps with the exact verifier, to standard output", r)
+        with open(pairs, "a") as f:
+            f.write('{"target": "only one side"}\n')
+        r = stepq("verify-steps", "-f", pairs, "--verifier", "exact")
+        check(r.returncode != 0 and "line 3" in r.stderr and "draft" in r.stderr,
+              "verify-steps names a pair without a draft and its line", r)
+        r = stepq("verify-steps", "-f", pairs, "--verifier", "judge")
+        check(r.returncode != 0 and "--judge" in r.stderr, "verify-steps --verifier judge without --judge: clear error", r)
     r = stepq("run", "-m", TINY_T, "--draft", TINY_D, "--lookahead", "--step-log", "/nonexistent/dir/steps.jsonl",
               "-p", "1", "-n", "4")
     check(r.returncode != 0 and "--step-log" in r.stderr and "nonexistent" in r.stderr,

@@ -416,7 +416,7 @@ TEST(LookaheadEmbedVerifier, MiniLMSimilarity) {
 
   // The threshold decides, at the computed similarity.
   for (float delta : {-1e-4f, 1e-4f}) {
-    EmbedVerifier t(BertModel::load(dir), o.pool, s_para + delta, false);
+    EmbedVerifier t(BertModel::load(dir), o.pool, s_para + delta);
     EXPECT_EQ(t.accept("", step, paraphrase), delta < 0) << delta;
     EXPECT_EQ(t.stats().model_calls, 1);
     EXPECT_FLOAT_EQ(t.last_similarity(), s_para);
@@ -445,7 +445,9 @@ TEST(StepVerifier, StepNumbers) {
   EXPECT_EQ(step_numbers("1,2,3"), (V{"1", "2", "3"}));
   EXPECT_EQ(step_numbers("12,3456"), (V{"12", "3456"}));
   EXPECT_EQ(step_numbers("It costs 5. Then 6."), (V{"5", "6"}));
-  EXPECT_EQ(step_numbers("x = -5, y = 5.5.5"), (V{"5", "5", "5.5"}));
+  EXPECT_EQ(step_numbers("x = -5, y = 5.5.5"), (V{"5", "5.5"}));
+  // Distinct numbers: a result restated is the same result.
+  EXPECT_EQ(step_numbers("She makes 9 * 2 = $18"), step_numbers("She earns $18 daily, since 9 * 2 = 18."));
   EXPECT_EQ(step_numbers("\\frac{3}{4}x^2"), (V{"2", "3", "4"}));
   // Order and wording do not matter, a changed result does.
   EXPECT_EQ(step_numbers("5 + 3 = 8"), step_numbers("Adding 3 and 5 gives 8."));
@@ -462,7 +464,7 @@ TEST(LookaheadEmbedVerifier, NumbersCheckAndLog) {
   const std::string& paraphrase = kParaphrase;
   const std::string& wrong_result = kWrongResult;
   for (bool check : {false, true}) {
-    o.embed_same_numbers = check;
+    o.numbers_check = check;
     auto v = make_step_verifier("embed", o);
     std::vector<StepDecision> seen;
     std::vector<std::string> texts;
@@ -568,6 +570,7 @@ void check_judge(const std::string& name, int context_chars) {
   o.judge_model = model.get();
   o.judge_context_chars = context_chars;
   o.pool = caller.shared_pool();
+  o.numbers_check = false;  // every pair reaches the judge's forward
   const double t_make = now_s();
   auto made = make_step_verifier("judge", o);
   const double make_s = now_s() - t_make;
@@ -638,6 +641,24 @@ void check_judge(const std::string& name, int context_chars) {
   EXPECT_EQ(snapshot(judge.cache()), judge_kv);
   EXPECT_EQ(judge.stats().exact_matches, 1);
   EXPECT_EQ(judge.stats().calls, (int64_t)pairs.size() + 1);
+
+  // With the numbers check (the default), pairs with other numbers are rejected without a
+  // forward; the rest get the judge's answer as before.
+  o.numbers_check = true;
+  auto checked = make_step_verifier("judge", o);
+  EXPECT_TRUE(checked->checks_numbers());
+  for (size_t i = 0; i < pairs.size(); i++) {
+    const StepPair& p = pairs[i];
+    const bool same = step_numbers(p.target) == step_numbers(p.draft);
+    const int64_t before = checked->stats().model_calls;
+    const bool ok = checked->accept(p.context, p.target, p.draft);
+    EXPECT_EQ(checked->stats().model_calls, before + (same ? 1 : 0)) << i;
+    if (same) {
+      EXPECT_EQ(ok, judge.accept(p.context, p.target, p.draft)) << i;
+    } else {
+      EXPECT_FALSE(ok) << i;
+    }
+  }
 
   // Nothing of the caller's changed: cache contents, its pool, the logits its forward returned.
   EXPECT_EQ(snapshot(kv), kv_before);
