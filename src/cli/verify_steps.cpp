@@ -2,9 +2,12 @@
 // or compare verifiers on the same pairs. The input is JSON lines with "target" and "draft" (and
 // optionally "context" and "id") — the format `--step-log` writes, so pairs logged in one run can
 // be judged again by another verifier or setting. The output is the --step-log format.
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <string>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -100,12 +103,14 @@ void do_verify(const VerifyArgs& a) {
       std::fprintf(stderr, "stepq verify-steps: %zu/%zu pairs\n", i + 1, pairs.size());
   }
   const StepVerifierStats& s = v->stats();
+  const std::string per_call =
+      s.model_calls > 0 ? fmt::format(" ({:.0f} ms a model call)", 1e3 * s.seconds / (double)s.model_calls) : "";
   std::fprintf(stderr,
                "stepq verify-steps: %s%s: %lld pairs, accepted %lld (%.1f%%; %lld by the exact match), model calls "
-               "%lld, %.2f s (%.0f ms a model call)\n",
+               "%lld, %.2f s%s\n",
                v->name().c_str(), v->checks_numbers() ? " with the numbers check" : "", (long long)s.calls,
                (long long)s.accepted, 100.0 * s.accepted / std::max<int64_t>(1, s.calls), (long long)s.exact_matches,
-               (long long)s.model_calls, now_s() - t0, 1e3 * s.seconds / std::max<int64_t>(1, s.model_calls));
+               (long long)s.model_calls, now_s() - t0, per_call.c_str());
 }
 
 }  // namespace
