@@ -387,7 +387,7 @@ void do_eval(const EvalArgs& a) {
   std::unique_ptr<Model> judge_model;
 
   // One KV pool for every mode (they run one at a time), sized for the hungriest.
-  const std::shared_ptr<std::FILE> step_log = open_step_log(a.la);
+  const std::shared_ptr<std::FILE> step_log = open_step_log(a.la.step_log);
   std::string problem_id;  // the problem running, for --step-log
   int64_t pool_tokens = ctx;
   for (ModeRun& m : modes) {

@@ -92,10 +92,10 @@ std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model
   return make_step_verifier(f.verifier, vo);
 }
 
-std::shared_ptr<std::FILE> open_step_log(const LookaheadFlags& f) {
-  if (f.step_log.empty()) return nullptr;
-  std::FILE* file = std::fopen(f.step_log.c_str(), "a");
-  if (!file) fail("--step-log: cannot open {} for appending: {}", f.step_log, std::strerror(errno));
+std::shared_ptr<std::FILE> open_step_log(const std::string& path) {
+  if (path.empty()) return nullptr;
+  std::FILE* file = std::fopen(path.c_str(), "a");
+  if (!file) fail("--step-log: cannot open {} for appending: {}", path, std::strerror(errno));
   return std::shared_ptr<std::FILE>(file, [](std::FILE* p) { std::fclose(p); });
 }
 

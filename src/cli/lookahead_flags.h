@@ -40,9 +40,9 @@ LookaheadOptions lookahead_options(const LookaheadFlags& f, StepTokenSpec spec, 
 std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model& target,
                                             std::shared_ptr<ThreadPool> pool, std::unique_ptr<Model>& judge_holder);
 
-// --step-log's file, opened for appending (null without the flag; a clear error when it cannot be
-// opened).
-std::shared_ptr<std::FILE> open_step_log(const LookaheadFlags& f);
+// A --step-log file (`path`: the flag's value), opened for appending: null when the path is empty,
+// a clear error when it cannot be opened.
+std::shared_ptr<std::FILE> open_step_log(const std::string& path);
 
 // Sends every accept() of `v` to `file` as one JSON line: {"mode", "id" (*id, read at each call;
 // null when id is null), "verifier", "exact", "accepted", "score" (null when none),

@@ -135,7 +135,7 @@ void do_run(const RunArgs& a) {
   std::unique_ptr<Model> judge_model;
   if (a.lookahead) {
     verifier = make_verifier(a.la, *model, fwd.shared_pool(), judge_model);
-    log_steps(*verifier, open_step_log(a.la), "lr", nullptr);
+    log_steps(*verifier, open_step_log(a.la.step_log), "lr", nullptr);
   }
 
   SpeculativeStats ss;

@@ -85,14 +85,8 @@ void do_verify(const VerifyArgs& a) {
   vo.pool = pool;
   std::unique_ptr<StepVerifier> v = make_step_verifier(a.verifier, vo);
 
-  std::shared_ptr<std::FILE> out;
-  if (a.out.empty()) {
-    out = std::shared_ptr<std::FILE>(stdout, [](std::FILE*) {});
-  } else {
-    LookaheadFlags f;
-    f.step_log = a.out;
-    out = open_step_log(f);
-  }
+  const std::shared_ptr<std::FILE> out =
+      a.out.empty() ? std::shared_ptr<std::FILE>(stdout, [](std::FILE*) {}) : open_step_log(a.out);
   std::string id;
   log_steps(*v, out, "verify", &id);
   const double t0 = now_s();
