@@ -2,7 +2,6 @@
 // for plain decoding, token-level speculation, Lookahead Reasoning, or several of them over the
 // same problems. Progress goes to stderr; the summary (or, with --json, one JSON object) to stdout.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "cli/commands.h"
 #include "cli/lookahead_flags.h"
@@ -31,8 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 struct Benchmark {
   const char* name;

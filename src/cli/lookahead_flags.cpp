@@ -32,6 +32,29 @@ std::string unescape(const std::string& s) {
 
 }  // namespace
 
+void add_verifier_flags(CLI::App* app, VerifierFlags& f, const std::string& judge_help) {
+  app->add_option("--verifier", f.verifier, "exact (normalized text), embed (MiniLM cosine) or judge (an LLM)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"exact", "embed", "judge"}));
+  app->add_option("--judge", f.judge, judge_help)->check(CLI::ExistingFile);
+  app->add_option("--embed-model", f.embed_model,
+                  "BERT folder for --verifier embed (default: all-MiniLM-L6-v2 in ~/.cache/stepq/models)");
+  app->add_option("--embed-threshold", f.embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
+      ->capture_default_str()
+      ->check(CLI::Range(-1.0, 1.0));
+  app->add_flag("--numbers-check,!--no-numbers-check", f.numbers_check,
+                "embed and judge keep a drafted step only when it holds the same numbers as the target's step "
+                "(default on: neither MiniLM's cosine nor a small judge sees arithmetic)");
+}
+
+StepVerifierOptions verifier_options(const VerifierFlags& f) {
+  StepVerifierOptions vo;
+  vo.embed_model = f.embed_model.empty() ? default_embed_model() : f.embed_model;
+  vo.embed_threshold = f.embed_threshold;
+  vo.numbers_check = f.numbers_check;
+  return vo;
+}
+
 void add_lookahead_flags(CLI::Option_group* l, LookaheadFlags& f) {
   l->add_option("--depth", f.depth, "Steps the draft runs ahead per round (at most, unless --fixed-depth)")
       ->capture_default_str()
@@ -41,18 +64,7 @@ void add_lookahead_flags(CLI::Option_group* l, LookaheadFlags& f) {
               "round that kept every step one more)");
   l->add_option("--width", f.width,
                 "Drafted alternatives per step (a tree of width^1 + ... + width^depth steps a round)")->capture_default_str()->check(CLI::Range(1, 8));
-  l->add_option("--verifier", f.verifier, "exact (normalized text), embed (MiniLM cosine) or judge (an LLM)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"exact", "embed", "judge"}));
-  l->add_option("--judge", f.judge, "Judge model for --verifier judge (default: the target)")->check(CLI::ExistingFile);
-  l->add_option("--embed-model", f.embed_model,
-                "BERT folder for --verifier embed (default: all-MiniLM-L6-v2 in ~/.cache/stepq/models)");
-  l->add_option("--embed-threshold", f.embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
-      ->capture_default_str()
-      ->check(CLI::Range(-1.0, 1.0));
-  l->add_flag("--numbers-check,!--no-numbers-check", f.numbers_check,
-              "embed and judge keep a drafted step only when it holds the same numbers as the target's step (default "
-              "on: neither MiniLM's cosine nor a small judge sees arithmetic)");
+  add_verifier_flags(l, f, "Judge model for --verifier judge (default: the target)");
   l->add_option("--step-log", f.step_log,
                 "Append every verifier call (the two steps, the decision, the similarity or judge margin) to this "
                 "file as JSON lines");
@@ -82,20 +94,17 @@ LookaheadOptions lookahead_options(const LookaheadFlags& f, StepTokenSpec spec, 
 
 std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model& target,
                                             std::shared_ptr<ThreadPool> pool, std::unique_ptr<Model>& judge_holder) {
-  StepVerifierOptions vo;
-  vo.embed_model = f.embed_model.empty() ? default_embed_model() : f.embed_model;
-  vo.embed_threshold = f.embed_threshold;
-  vo.numbers_check = f.numbers_check;
+  StepVerifierOptions vo = verifier_options(f);
   if (f.verifier == "judge" && !f.judge.empty() && !judge_holder) judge_holder = Model::load(f.judge);
   vo.judge_model = judge_holder ? judge_holder.get() : &target;
   vo.pool = std::move(pool);
   return make_step_verifier(f.verifier, vo);
 }
 
-std::shared_ptr<std::FILE> open_step_log(const std::string& path) {
+std::shared_ptr<std::FILE> open_step_log(const std::string& path, const char* flag) {
   if (path.empty()) return nullptr;
   std::FILE* file = std::fopen(path.c_str(), "a");
-  if (!file) fail("--step-log: cannot open {} for appending: {}", path, std::strerror(errno));
+  if (!file) fail("{}: cannot open {} for appending: {}", flag, path, std::strerror(errno));
   return std::shared_ptr<std::FILE>(file, [](std::FILE* p) { std::fclose(p); });
 }
 

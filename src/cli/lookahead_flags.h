@@ -18,17 +18,31 @@ class ThreadPool;
 
 namespace stepq::cli {
 
-struct LookaheadFlags {
-  int depth = 4, width = 1, step_cap = 100;
-  bool fixed_depth = false;
-  std::string boundary = "\\n\\n", verifier = "exact", judge, embed_model;
+// The step verifier's flags: `stepq run`, `stepq eval` (inside LookaheadFlags) and
+// `stepq verify-steps`.
+struct VerifierFlags {
+  std::string verifier = "exact", judge, embed_model;
   float embed_threshold = kDefaultEmbedThreshold;
   bool numbers_check = true;
+};
+
+struct LookaheadFlags : VerifierFlags {
+  int depth = 4, width = 1, step_cap = 100;
+  bool fixed_depth = false;
+  std::string boundary = "\\n\\n";
   std::string step_log;  // --step-log FILE: every verifier call as a JSON line
 };
 
-// --depth --fixed-depth --width --verifier --judge --embed-model --embed-threshold --[no-]numbers-check
-// --step-boundary --step-cap --step-log, into group g.
+// --verifier --judge --embed-model --embed-threshold --[no-]numbers-check, into `app` (a
+// subcommand or an option group); `judge_help` describes --judge.
+void add_verifier_flags(CLI::App* app, VerifierFlags& f, const std::string& judge_help);
+
+// The verifier options these flags give (the embedding model's default path filled in); the
+// judge model and the pool are the caller's.
+StepVerifierOptions verifier_options(const VerifierFlags& f);
+
+// The verifier flags and --depth --fixed-depth --width --step-boundary --step-cap --step-log,
+// into group g.
 void add_lookahead_flags(CLI::Option_group* g, LookaheadFlags& f);
 
 // The options for these flags and this token speculation inside steps (k: drafted tokens per
@@ -40,9 +54,9 @@ LookaheadOptions lookahead_options(const LookaheadFlags& f, StepTokenSpec spec, 
 std::unique_ptr<StepVerifier> make_verifier(const LookaheadFlags& f, const Model& target,
                                             std::shared_ptr<ThreadPool> pool, std::unique_ptr<Model>& judge_holder);
 
-// A --step-log file (`path`: the flag's value), opened for appending: null when the path is empty,
-// a clear error when it cannot be opened.
-std::shared_ptr<std::FILE> open_step_log(const std::string& path);
+// A step log (`path`: the value of `flag`), opened for appending: null when the path is empty,
+// an error naming `flag` when it cannot be opened.
+std::shared_ptr<std::FILE> open_step_log(const std::string& path, const char* flag = "--step-log");
 
 // Sends every accept() of `v` to `file` as one JSON line: {"mode", "id" (*id, read at each call;
 // null when id is null), "verifier", "exact", "accepted", "score" (null when none),

@@ -4,13 +4,13 @@
 // be judged again by another verifier or setting. The output is the --step-log format.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/commands.h"
@@ -22,17 +22,12 @@ namespace stepq::cli {
 
 namespace {
 
-struct VerifyArgs {
-  std::string pairs, out, verifier = "embed", judge, embed_model;
-  float embed_threshold = kDefaultEmbedThreshold;
-  bool numbers_check = true;
+struct VerifyArgs : VerifierFlags {
+  VerifyArgs() { verifier = "embed"; }
+  std::string pairs, out;
   int judge_context = 0;
   int threads = default_threads();
 };
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 struct Pair {
   std::string id, context, target, draft;
@@ -73,10 +68,7 @@ void do_verify(const VerifyArgs& a) {
   const std::vector<Pair> pairs = read_pairs(a.pairs);
   auto pool = std::make_shared<ThreadPool>(a.threads);
   std::unique_ptr<Model> judge;
-  StepVerifierOptions vo;
-  vo.embed_model = a.embed_model.empty() ? default_embed_model() : a.embed_model;
-  vo.embed_threshold = a.embed_threshold;
-  vo.numbers_check = a.numbers_check;
+  StepVerifierOptions vo = verifier_options(a);
   vo.judge_context_chars = a.judge_context;
   if (a.verifier == "judge") {
     judge = Model::load(a.judge);
@@ -86,7 +78,7 @@ void do_verify(const VerifyArgs& a) {
   std::unique_ptr<StepVerifier> v = make_step_verifier(a.verifier, vo);
 
   const std::shared_ptr<std::FILE> out =
-      a.out.empty() ? std::shared_ptr<std::FILE>(stdout, [](std::FILE*) {}) : open_step_log(a.out);
+      a.out.empty() ? std::shared_ptr<std::FILE>(stdout, [](std::FILE*) {}) : open_step_log(a.out, "-o");
   std::string id;
   log_steps(*v, out, "verify", &id);
   const double t0 = now_s();
@@ -117,20 +109,10 @@ void add_verify_steps(CLI::App& app) {
       "\"context\" and \"id\": what --step-log writes) and write its decisions in the --step-log format");
   c->add_option("-f,--pairs", a->pairs, "JSON lines file of step pairs")->required();
   c->add_option("-o,--out", a->out, "Append the decisions here (default: standard output)");
-  c->add_option("--verifier", a->verifier, "exact, embed or judge")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"exact", "embed", "judge"}));
-  c->add_option("--judge", a->judge, "Judge model for --verifier judge (a GGUF file)")->check(CLI::ExistingFile);
+  add_verifier_flags(c, *a, "Judge model for --verifier judge (a GGUF file; required for judge)");
   c->add_option("--judge-context", a->judge_context, "Bytes of each pair's context the judge is shown (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
-  c->add_option("--embed-model", a->embed_model,
-                "BERT folder for --verifier embed (default: all-MiniLM-L6-v2 in ~/.cache/stepq/models)");
-  c->add_option("--embed-threshold", a->embed_threshold, "Cosine similarity at which --verifier embed keeps a step")
-      ->capture_default_str()
-      ->check(CLI::Range(-1.0, 1.0));
-  c->add_flag("--numbers-check,!--no-numbers-check", a->numbers_check,
-              "embed and judge keep a step only when it holds the same numbers as the target's (default on)");
   c->add_option("-t,--threads", a->threads, "Threads")->capture_default_str()->check(CLI::Range(1, 1024));
   c->callback([a] { do_verify(*a); });
 }

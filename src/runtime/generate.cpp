@@ -1,8 +1,8 @@
 #include "runtime/generate.h"
 
 #include <algorithm>
-#include <chrono>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -11,12 +11,6 @@
 #include "tokenizer/tokenizer.h"
 
 namespace stepq {
-
-namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 std::span<const float> prefill(Forward& fwd, KvCache& kv, Sampler& sampler, std::span<const int32_t> prompt,
                                int chunk) {

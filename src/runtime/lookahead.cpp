@@ -1,11 +1,11 @@
 #include "runtime/lookahead.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <memory>
 #include <string>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -18,10 +18,6 @@
 namespace stepq {
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // One drafted step: its tokens and how it ended.
 struct DraftStep {

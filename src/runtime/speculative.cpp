@@ -1,9 +1,9 @@
 #include "runtime/speculative.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "model/forward.h"
 #include "model/model.h"
@@ -14,10 +14,6 @@
 namespace stepq {
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Drops what is not well-formed UTF-8 (unicode::append_well_formed).
 std::string well_formed(std::string_view s) {

@@ -6,7 +6,6 @@
 
 #include <cctype>
 #include <cmath>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "formats/gguf.h"
@@ -34,10 +34,6 @@
 
 namespace stepq {
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Feeds pieces (ids 0, 1, ...) and returns what each push() reported.
 std::vector<StepEnd> feed(StepSplitter& s, const std::vector<std::string>& pieces, int first_id = 0) {
