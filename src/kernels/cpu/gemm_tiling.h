@@ -20,6 +20,13 @@
 // after them from w. It must do exactly what run does per pair, reading what run would have
 // computed.
 //
+// And it may take a whole matrix-vector product (one token, all rows) itself:
+//   template <int R1> static bool matvec(int64_t n, const uint8_t* w, size_t w_stride, int64_t rows,
+//                                        const uint8_t* a, float* out /* [rows] */);
+// for when part of its per-pair work depends on the token alone and is worth doing once for all
+// rows. It returns false where it does not apply (gemm_tile then runs its R1 × 1 tiles), and its
+// outputs must equal run<1, 1>'s bit for bit.
+//
 // Everything is in an anonymous namespace: each ISA file compiles its own copy with its flags.
 #pragma once
 #include <cstddef>
@@ -39,6 +46,8 @@ constexpr size_t kMaxPackedBytes = 160 << 10;
 
 template <class K>
 concept PackingKernel = requires { typename K::Packed; };
+template <class K>
+concept MatvecKernel = requires { &K::template matvec<1>; };
 
 // Runs K<R, c> for c = cols exactly (1 <= cols <= C).
 template <class K, int R, int C>
@@ -113,6 +122,8 @@ void gemm_tile(int64_t n, const void* wv, size_t ws, int64_t rows, const void* a
   const uint8_t* w = (const uint8_t*)wv;
   const uint8_t* a = (const uint8_t*)av;
   if (cols == 1) {
+    if constexpr (MatvecKernel<K>)
+      if (K::template matvec<R1>(n, w, ws, rows, a, out)) return;
     int64_t r = 0;
     for (; r + R1 <= rows; r += R1) K::template run<R1, 1>(n, w + r * ws, ws, a, as, out + r, os);
     if (r < rows) gemm_rows_tail<K, R1 - 1, 1>(rows - r, n, w + r * ws, ws, a, as, 1, out + r, os);

@@ -4,7 +4,8 @@
 // Both are tile kernels (gemm_tiling.h): R weight rows × C tokens per call, vec_dot being the
 // 1×1 instance, each (row, token) pair running the same operations in every instance, so tile
 // outputs are bit-identical to vec_dot. Weight codes are unpacked once per tile into unsigned
-// bytes (32 per Q8_0 block of activations), activations prepared once per token. Integer core
+// bytes (32 per Q8_0 block of activations), the activations' side once per token and tile, or
+// once for all rows of a matrix-vector product (HQTile::matvec). Integer core
 // as in quant_dot_avx2.cpp: _mm256_maddubs_epi16 (unsigned code × signed activation, pairs into
 // int16: at most 2·15·127, no saturation) then _mm256_madd_epi16 into int32 lanes.
 //
@@ -97,19 +98,23 @@ struct BlockScales {  // fp16 d, z for the whole block
 };
 
 // HQ3_32: group g's d = D·table[sc[g]], z = zc[g]/16 − 4, the reference's float operations
-// (one rounding in the product; the zero is exact). Unit g is group g.
+// (the product rounds the same in a vector; the zero is exact). Unit g is group g.
 struct GroupScales {
   static constexpr int kUnits = 4;
-  float d[4], z[4];
+  alignas(16) float d[4], z[4];
   static const float* table() { return hq3_32_scale_table(); }
   static GroupScales load(const BlockHQ3_32& x, const float* tab) {
     GroupScales s;
-    const float D = _cvtsh_ss(x.D);
-    for (int g = 0; g < 4; g++) s.d[g] = D * tab[x.sc[g]], s.z[g] = (float)x.zc[g] * (1.0f / 16.0f) - 4.0f;
+    int zc;
+    std::memcpy(&zc, x.zc, 4);
+    const __m128 t = _mm_setr_ps(tab[x.sc[0]], tab[x.sc[1]], tab[x.sc[2]], tab[x.sc[3]]);
+    const __m128 zf = _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(zc)));
+    _mm_store_ps(s.d, _mm_mul_ps(_mm_cvtph_ps(_mm_set1_epi16((short)x.D)), t));
+    _mm_store_ps(s.z, _mm_sub_ps(_mm_mul_ps(zf, _mm_set1_ps(1.0f / 16.0f)), _mm_set1_ps(4.0f)));
     return s;
   }
-  __m256 unit_d(int g) const { return _mm256_set1_ps(d[g]); }
-  __m256 unit_z(int g) const { return _mm256_set1_ps(z[g]); }
+  __m256 unit_d(int g) const { return _mm256_broadcast_ss(d + g); }
+  __m256 unit_z(int g) const { return _mm256_broadcast_ss(z + g); }
 };
 
 // S3_16: group g's d = D·(c_g − 16), z = 4 (symmetric), the reference's float operations (the
@@ -171,7 +176,12 @@ struct HQ4_64Fmt {
 // ---------------------------------------------------------------------------------------------
 // HQ formats. Per (row, token) pair and weight block, in this order, for each scale unit u, over
 // its Q8_0 blocks j: bs = j first ? dx_j·cvt(Σ_j q·a) : fma(dx_j, cvt(Σ_j q·a), bs); then
-// acc = fma(d_u, fnma(z_u, bz, bs), acc), with bz built the same way from Σa once per token.
+// acc = fma(d_u, fnma(z_u, bz, bs), acc), with bz built the same way from Σa.
+//
+// The token's side (dx_j, and bz per unit) comes from an activation source: built from the Q8_0
+// blocks as they are read (Activations: tiles, where R rows share it), or read from tables built
+// once for all rows of a matrix-vector product (Prepared: matvec), the same numbers. Without
+// the tables a matrix-vector product rebuilds bz for every row, a third of HQ3_32's arithmetic.
 
 template <class Fmt>
 struct HQTile {
@@ -179,15 +189,37 @@ struct HQTile {
   using S = typename Fmt::Scales;
   static constexpr int M = Fmt::kChunks;
   static constexpr int U = S::kUnits, JU = 2 * M / U;  // scale units per block, Q8_0 blocks per unit
+  static constexpr int64_t kUnit = 64 * M;                // values per weight block
 
-  template <int R, int C>
-  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
-    const int64_t nb = n / (64 * M);
+  struct Activations {  // one token's Q8_0 blocks
+    const BlockQ8_0* y;
+    STEPQ_ALWAYS_INLINE __m256 dx(int64_t j) const { return h2f_x8(y[j].d); }
+    STEPQ_ALWAYS_INLINE __m256 bz(int64_t i, int u) const {
+      const __m256i ones = _mm256_set1_epi8(1);
+      __m256 bz;
+#pragma GCC unroll 4
+      for (int jj = 0; jj < JU; jj++) {
+        const BlockQ8_0& yj = y[i * 2 * M + u * JU + jj];
+        const __m256 dx = h2f_x8(yj.d), sa = dot_us(ones, loadu256(yj.qs));
+        bz = jj == 0 ? _mm256_mul_ps(dx, sa) : _mm256_fmadd_ps(dx, sa, bz);
+      }
+      return bz;
+    }
+  };
+  struct Prepared {  // the same from tables: dxs[j] = dx_j, bzs[i·U + u] = bz of block i's unit u
+    const BlockQ8_0* y;
+    const float* dxs;
+    const __m256* bzs;
+    STEPQ_ALWAYS_INLINE __m256 dx(int64_t j) const { return _mm256_broadcast_ss(dxs + j); }
+    STEPQ_ALWAYS_INLINE __m256 bz(int64_t i, int u) const { return bzs[i * U + u]; }
+  };
+
+  template <int R, int C, class A>
+  STEPQ_ALWAYS_INLINE static void dot(int64_t n, const uint8_t* w, size_t ws, const A (&act)[C], float* out,
+                                      int64_t os) {
+    const int64_t nb = n / kUnit;
     const W* x[R];
-    const BlockQ8_0* y[C];
     for (int r = 0; r < R; r++) x[r] = (const W*)(w + r * ws);
-    for (int c = 0; c < C; c++) y[c] = (const BlockQ8_0*)(a + c * as);
-    const __m256i ones = _mm256_set1_epi8(1);
     const float* tab = S::table();
     __m256 acc[R][C];
 #pragma GCC unroll 16
@@ -195,6 +227,11 @@ struct HQTile {
 #pragma GCC unroll 16
       for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+      if constexpr (C == 1) {
+        // Matrix-vector: R row streams, each read once; 1 KiB ahead keeps DRAM latency off them.
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) _mm_prefetch((const char*)(x[r] + i) + 1024, _MM_HINT_T0);
+      }
       Chunk q[R][M];
       S sc[R];
 #pragma GCC unroll 16
@@ -207,15 +244,13 @@ struct HQTile {
       for (int c = 0; c < C; c++) {
 #pragma GCC unroll 4
         for (int u = 0; u < U; u++) {
-          __m256 bs[R], bz;
+          const __m256 bz = act[c].bz(i, u);
+          __m256 bs[R];
 #pragma GCC unroll 4
           for (int jj = 0; jj < JU; jj++) {
             const int j = u * JU + jj;
-            const BlockQ8_0& yj = y[c][i * 2 * M + j];
-            const __m256i aj = loadu256(yj.qs);
-            const __m256 dx = h2f_x8(yj.d);
-            const __m256 sa = dot_us(ones, aj);
-            bz = jj == 0 ? _mm256_mul_ps(dx, sa) : _mm256_fmadd_ps(dx, sa, bz);
+            const __m256i aj = loadu256(act[c].y[i * 2 * M + j].qs);
+            const __m256 dx = act[c].dx(i * 2 * M + j);
 #pragma GCC unroll 16
             for (int r = 0; r < R; r++) {
               const __m256 s = dot_us(q[r][j / 2].h[j % 2], aj);
@@ -232,6 +267,34 @@ struct HQTile {
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 16
       for (int c = 0; c < C; c++) out[c * os + r] = hsum_ps(acc[r][c]);
+  }
+
+  template <int R, int C>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, int64_t os) {
+    Activations act[C];
+    for (int c = 0; c < C; c++) act[c].y = (const BlockQ8_0*)(a + c * as);
+    dot<R, C>(n, w, ws, act, out, os);
+  }
+
+  // Matrix-vector (gemm_tiling.h): the token's tables once, then R1 rows per call. Rows longer
+  // than kMaxMatvecIn (the tables live on the stack: 36 KiB at most) take the tiles.
+  static constexpr int64_t kMaxMatvecIn = 32768;
+  template <int R1>
+  static bool matvec(int64_t n, const uint8_t* w, size_t ws, int64_t rows, const uint8_t* a, float* out) {
+    if (n > kMaxMatvecIn) return false;
+    const int64_t nb = n / kUnit;
+    const Activations src{(const BlockQ8_0*)a};
+    float dxs[kMaxMatvecIn / kQK];
+    __m256 bzs[kMaxMatvecIn / kUnit * U];
+    for (int64_t j = 0; j < nb * 2 * M; j++) dxs[j] = _cvtsh_ss(src.y[j].d);
+    for (int64_t i = 0; i < nb; i++)
+#pragma GCC unroll 4
+      for (int u = 0; u < U; u++) bzs[i * U + u] = src.bz(i, u);
+    const Prepared act[1] = {{src.y, dxs, bzs}};
+    int64_t r = 0;
+    for (; r + R1 <= rows; r += R1) dot<R1, 1>(n, w + r * ws, ws, act, out + r, 0);
+    for (; r < rows; r++) dot<1, 1>(n, w + r * ws, ws, act, out + r, 0);
+    return true;
   }
 };
 
