@@ -14,11 +14,11 @@
 
 #include "model/forward.h"
 #include "model/model.h"
-#include "runtime/generate.h"
 #include "runtime/kv_cache.h"
 #include "runtime/lookahead.h"
 #include "runtime/sampler.h"
 #include "runtime/step_verifier.h"
+#include "greedy_reference.h"
 #include "test_models.h"
 #include "tokenizer/chat_defaults.h"
 #include "tokenizer/tokenizer.h"
@@ -59,19 +59,7 @@ class SecondChoiceVerifier : public StepVerifier {
   std::set<std::string> seen_;
 };
 
-std::vector<int32_t> plain_greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
-                                  int ctx = 2048) {
-  KvCache kv(fwd.model().config(), ctx);
-  Sampler s(SamplerParams{.temperature = 0}, fwd.model().config().n_vocab);
-  GenerateOptions opt;
-  opt.n_predict = n;
-  std::vector<int32_t> out;
-  generate(fwd, kv, s, tok, prompt, opt, [&](int32_t t) {
-    out.push_back(t);
-    return true;
-  });
-  return out;
-}
+using test::plain_greedy;
 
 struct LrRun {
   std::vector<int32_t> out;

@@ -21,6 +21,7 @@
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
+#include "greedy_reference.h"
 #include "test_models.h"
 #include "tokenizer/tokenizer.h"
 
@@ -170,38 +171,25 @@ TEST(VerifyDrafts, FirstEmittedTokenIsDistributedAsTheTarget) {
 
 // --- end to end on real models ------------------------------------------------------------------
 
-// Greedy generation of n tokens, plain (d == nullptr) or speculative.
-std::vector<int32_t> greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n, Drafter* d,
-                            SpeculativeOptions so = {}, SpeculativeStats* stats_out = nullptr, int ctx = 1024) {
-  KvCache kv(fwd.model().config(), ctx);
-  SamplerParams sp;
-  sp.temperature = 0;
-  Sampler s(sp, fwd.model().config().n_vocab);
-  GenerateOptions opt;
-  opt.n_predict = n;
-  std::vector<int32_t> out;
-  auto on_token = [&](int32_t t) {
-    out.push_back(t);
-    return true;
-  };
-  if (!d) {
-    generate(fwd, kv, s, tok, prompt, opt, on_token);
-    return out;
-  }
-  SpeculativeStats stats;
-  speculative_generate(fwd, kv, s, tok, prompt, opt, *d, so, stats, on_token);
-  EXPECT_EQ(kv.length(), (int)(prompt.size() + out.size()) - 1);  // everything but the last token fed
-  if (stats_out) *stats_out = stats;
-  return out;
-}
-std::vector<int32_t> plain_greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
-                                  int ctx = 1024) {
-  return greedy(fwd, tok, prompt, n, nullptr, {}, nullptr, ctx);
-}
+using test::plain_greedy;
+
+// Greedy speculative generation of n tokens; the target's cache must end holding all but the last token.
 std::vector<int32_t> spec_greedy(Forward& fwd, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n,
                                  Drafter& d, SpeculativeOptions so, SpeculativeStats* stats_out = nullptr,
                                  int ctx = 1024) {
-  return greedy(fwd, tok, prompt, n, &d, so, stats_out, ctx);
+  KvCache kv(fwd.model().config(), ctx);
+  Sampler s(SamplerParams{.temperature = 0}, fwd.model().config().n_vocab);
+  GenerateOptions opt;
+  opt.n_predict = n;
+  std::vector<int32_t> out;
+  SpeculativeStats stats;
+  speculative_generate(fwd, kv, s, tok, prompt, opt, d, so, stats, [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  });
+  EXPECT_EQ(kv.length(), (int)(prompt.size() + out.size()) - 1);  // everything but the last token fed
+  if (stats_out) *stats_out = stats;
+  return out;
 }
 
 const std::vector<std::string>& prompts() {
